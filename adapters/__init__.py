@@ -1,0 +1,1 @@
+"""Everything that talks to another system (MLflow, Optuna, scikit-learn, NVML, codecarbon)."""

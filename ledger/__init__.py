@@ -1,0 +1,99 @@
+"""ledger: an event-sourced experiment ledger.
+
+``import ledger`` stays light (no pyarrow, DuckDB, optuna or sklearn): the run API is
+plain Python and everything heavier loads on first use.
+
+    import ledger
+    with ledger.start_run(project="vision", params={"lr": 0.1}) as run:
+        run.log_metric("loss", 0.31, step=10)
+    ledger.query("SELECT * FROM runs")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ledger.errors import (
+    AmbiguousRunError,
+    ConfigError,
+    InvalidKeyError,
+    InvalidValueError,
+    LedgerError,
+    NoActiveRunError,
+    ParamConflictError,
+    QueryError,
+    RunNotFoundError,
+    RunStateError,
+    StoreError,
+)
+from ledger.run import (
+    Run,
+    active_run,
+    end_run,
+    flush,
+    log,
+    log_artifact,
+    log_dataset,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    seed,
+    set_tag,
+    set_tags,
+    start_run,
+)
+
+if TYPE_CHECKING:
+    from ledger.analytics.engine import connect, query
+
+__version__ = "0.1.0"
+
+# Names served from heavier modules, imported only when first used.
+_LAZY = {
+    "connect": ("ledger.analytics.engine", "connect"),
+    "query": ("ledger.analytics.engine", "query"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'ledger' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(target[0]), target[1])
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "AmbiguousRunError",
+    "ConfigError",
+    "InvalidKeyError",
+    "InvalidValueError",
+    "LedgerError",
+    "NoActiveRunError",
+    "ParamConflictError",
+    "QueryError",
+    "Run",
+    "RunNotFoundError",
+    "RunStateError",
+    "StoreError",
+    "active_run",
+    "connect",
+    "end_run",
+    "flush",
+    "log",
+    "log_artifact",
+    "log_dataset",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "query",
+    "seed",
+    "set_tag",
+    "set_tags",
+    "start_run",
+]

@@ -1,0 +1,162 @@
+"""Event kinds and their Arrow schemas: the on-disk contract of the store.
+
+Each kind is its own Hive-partitioned Parquet dataset
+(``events/<kind>/project=<p>/date=<YYYY-MM-DD>/<file>.parquet``). ``project`` and
+``date`` live in the path only. Low-volume kinds carry a UUIDv7 ``event_id``; metrics and
+system samples are identified by ``(writer_id, seq)``, with ``seq`` assigned in bulk at
+flush so the logging hot path does no per-call identity work (DESIGN.md invariant 2).
+
+Schemas only ever gain columns; readers use union-by-name, so older files stay readable.
+Bump :data:`SCHEMA_VERSION` when a column is added and note the change in
+``docs/design.md``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+KINDS = ("runs", "params", "metrics", "tags", "artifacts", "datasets", "system", "costs")
+"""Every event kind, in the order views are built."""
+
+HIGH_VOLUME_KINDS = ("metrics", "system")
+
+RUN_EVENTS = (
+    "started",  # a run began; carries experiment, name, parent, user, host
+    "resumed",  # a later session re-opened the run (start_run(run_id=...))
+    "attached",  # another process added to the open run (LEDGER_RUN_ID); a heartbeat
+    "heartbeat",  # the owning process is alive
+    "environment",  # captured reproducibility facts (git, packages, host...)
+    "seeded",  # seeds the run set through ledger.seed
+    "note",  # a problem or remark recorded on the run (e.g. a logging failure)
+    "finished",
+    "failed",
+    "killed",
+    "renamed",
+    "archived",
+    "restored",
+    "pinned",
+    "unpinned",
+    "deleted",
+)
+TERMINAL_STATUSES = ("finished", "failed", "killed")
+STATUSES = ("running", "finished", "failed", "killed", "stalled")
+
+# Column lists are plain data so the core can describe them without importing pyarrow.
+_TS = "timestamp[us, tz=UTC]"
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "runs": [
+        ("event_id", "string"),
+        ("run_id", "string"),
+        ("ts", _TS),
+        ("writer_id", "string"),
+        ("event", "string"),
+        ("experiment", "string"),
+        ("name", "string"),
+        ("parent_run_id", "string"),
+        ("user", "string"),
+        ("host", "string"),
+        ("pid", "int64"),
+        ("message", "string"),
+        ("exit_code", "int64"),
+        ("attrs", "string"),
+    ],
+    "params": [
+        ("event_id", "string"),
+        ("run_id", "string"),
+        ("ts", _TS),
+        ("writer_id", "string"),
+        ("key", "string"),
+        ("value", "string"),
+        ("value_type", "string"),
+    ],
+    "metrics": [
+        ("run_id", "string"),
+        ("key", "string"),
+        ("value", "float64"),
+        ("step", "int64"),
+        ("ts", _TS),
+        ("writer_id", "string"),
+        ("seq", "int64"),
+    ],
+    "tags": [
+        ("event_id", "string"),
+        ("run_id", "string"),
+        ("ts", _TS),
+        ("writer_id", "string"),
+        ("key", "string"),
+        ("value", "string"),
+    ],
+    "artifacts": [
+        ("event_id", "string"),
+        ("run_id", "string"),
+        ("ts", _TS),
+        ("writer_id", "string"),
+        ("path", "string"),
+        ("size", "int64"),
+        ("sha256", "string"),
+        ("uri", "string"),
+        ("kind", "string"),
+    ],
+    "datasets": [
+        ("event_id", "string"),
+        ("run_id", "string"),
+        ("ts", _TS),
+        ("writer_id", "string"),
+        ("name", "string"),
+        ("context", "string"),
+        ("source", "string"),
+        ("sha256", "string"),
+        ("rows", "int64"),
+        ("columns", "int64"),
+        ("schema", "string"),
+    ],
+    "system": [
+        ("run_id", "string"),
+        ("ts", _TS),
+        ("writer_id", "string"),
+        ("seq", "int64"),
+        ("device", "string"),
+        ("key", "string"),
+        ("value", "float64"),
+    ],
+    "costs": [
+        ("event_id", "string"),
+        ("run_id", "string"),
+        ("ts", _TS),
+        ("writer_id", "string"),
+        ("kind", "string"),
+        ("source", "string"),
+        ("cost_usd", "float64"),
+        ("energy_kwh", "float64"),
+        ("cpu_energy_kwh", "float64"),
+        ("gpu_energy_kwh", "float64"),
+        ("ram_energy_kwh", "float64"),
+        ("emissions_kg", "float64"),
+        ("measured", "bool"),
+        ("attrs", "string"),
+    ],
+}
+
+PARTITION_COLUMNS = (("project", "string"), ("date", "date32"))
+
+
+def arrow_schema(kind: str) -> pa.Schema:
+    """The Arrow schema of ``kind``'s files, with the schema version in its metadata."""
+    import pyarrow as pa
+
+    types = {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        _TS: pa.timestamp("us", tz="UTC"),
+    }
+    return pa.schema(
+        [pa.field(name, types[type_name]) for name, type_name in COLUMNS[kind]],
+        metadata={"ledger.kind": kind, "ledger.schema_version": str(SCHEMA_VERSION)},
+    )

@@ -1,0 +1,497 @@
+"""Buffered, background writer: the only code that turns logged values into files.
+
+The hot path (``Run.log_metric``) appends one tuple to a plain list and returns; this
+module's flusher thread turns those lists into Parquet files by size or time, at run end,
+at interpreter exit and on SIGTERM (DESIGN.md invariant 6).
+
+Thread safety without a lock on the hot path: the flusher takes ``n = len(rows)`` then
+``rows[:n]`` and ``del rows[:n]``. Each of those is one atomic operation under the GIL
+and a concurrent ``append`` only ever adds at the end, so no row is taken twice or lost.
+
+A failed write never raises into training: the built file stays pending under the same
+name (a retry replaces rather than duplicates), one warning is logged, the failure is
+recorded on the affected runs, and the flusher retries with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from itertools import chain
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+from ledger import events
+from ledger.ids import new_id
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ledger.store import Store
+
+log = logging.getLogger("ledger")
+
+_US_PER_DAY = 86_400_000_000
+_MAX_BACKOFF_S = 30.0
+
+
+def now_us() -> int:
+    """Current UTC time in integer microseconds (the store's timestamp unit)."""
+    return time.time_ns() // 1000
+
+
+class RunBuffer:
+    """In-memory rows of one open run for the high-volume kinds."""
+
+    __slots__ = (
+        "batches",
+        "closed",
+        "heartbeat",
+        "last_heartbeat",
+        "metrics",
+        "project",
+        "run_id",
+        "system",
+    )
+
+    def __init__(self, run_id: str, project: str, *, heartbeat: bool) -> None:
+        self.run_id = run_id
+        self.project = project
+        self.metrics: list[tuple[str, float, int, float]] = []
+        """``(key, value, step, unix_seconds)`` rows appended by the hot path."""
+        self.batches: list[tuple[tuple[str, ...], tuple[float, ...], int, float]] = []
+        """``(keys, values, step, unix_seconds)``: one ``log_metrics`` call each."""
+        self.system: list[tuple[str, str, float, float]] = []
+        """``(device, key, value, unix_seconds)`` samples."""
+        self.heartbeat = heartbeat
+        self.last_heartbeat = time.monotonic()
+        self.closed = False
+
+
+class _PendingFile:
+    __slots__ = ("directory", "kind", "name", "run_ids", "table")
+
+    def __init__(
+        self, kind: str, directory: str, name: str, table: pa.Table, run_ids: list[str]
+    ) -> None:
+        self.kind = kind
+        self.directory = directory
+        self.name = name
+        self.table = table
+        self.run_ids = run_ids
+
+
+class Writer:
+    """One per (process, store): owns the flusher thread and the writer id."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.settings = store.settings
+        self._buffers: list[RunBuffer] = []
+        self._events: list[tuple[str, str, dict[str, Any]]] = []
+        self._reset_identity()
+        self.rows_written = 0
+        self.bytes_written = 0
+        self.files_written = 0
+
+    def _reset_identity(self) -> None:
+        self.writer_id = new_id()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._flush_no = 0
+        self._seq = {"metrics": 0, "system": 0}
+        self._pending: list[_PendingFile] = []
+        self._failures = 0
+        self._next_retry = 0.0
+        self._warned = False
+        self._last_flush = time.monotonic()
+
+    # -- what runs hand over -----------------------------------------------------------------
+
+    def open_buffer(self, run_id: str, project: str, *, heartbeat: bool) -> RunBuffer:
+        buffer = RunBuffer(run_id, project, heartbeat=heartbeat)
+        self._buffers.append(buffer)
+        self._ensure_thread()
+        return buffer
+
+    def add_event(self, kind: str, project: str, row: dict[str, Any]) -> None:
+        """Queue one low-volume event; ``event_id``, ``ts`` and ``writer_id`` default."""
+        row.setdefault("event_id", new_id())
+        row.setdefault("ts", now_us())
+        self._events.append((kind, project, row))
+        self._ensure_thread()
+
+    def request_flush(self) -> None:
+        """Ask the flusher to write soon, without waiting for it."""
+        self._wake.set()
+
+    def buffered_rows(self) -> int:
+        return len(self._events) + sum(
+            len(b.metrics) + len(b.batches) + len(b.system) for b in self._buffers
+        )
+
+    # -- flushing ------------------------------------------------------------------------------
+
+    def flush(self) -> bool:
+        """Write everything buffered now. Returns False if some files are still pending."""
+        with self._flush_lock:
+            try:
+                self._collect()
+            except Exception as exc:  # never let a bad row kill the flusher
+                self._report_failure(exc, [])
+            return self._write_pending()
+
+    def _collect(self) -> None:
+        tables: dict[tuple[str, str], list[pa.Table]] = defaultdict(list)
+        run_ids: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for buffer in list(self._buffers):
+            for kind, rows, build in (
+                ("metrics", buffer.metrics, self._metric_table),
+                ("metrics", buffer.batches, self._batch_table),
+                ("system", buffer.system, self._system_table),
+            ):
+                n = len(rows)
+                if n:
+                    chunk = rows[:n]
+                    del rows[:n]
+                    tables[(kind, buffer.project)].append(build(buffer.run_id, chunk))
+                    run_ids[(kind, buffer.project)].append(buffer.run_id)
+            if buffer.closed and not (buffer.metrics or buffer.batches or buffer.system):
+                self._buffers.remove(buffer)
+        n = len(self._events)
+        if n:
+            chunk_events = self._events[:n]
+            del self._events[:n]
+            grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+            for kind, project, row in chunk_events:
+                row["writer_id"] = self.writer_id
+                grouped[(kind, project)].append(row)
+            for target, rows in grouped.items():
+                tables[target].append(_table_from_rows(rows, events.arrow_schema(target[0])))
+                run_ids[target].extend(row["run_id"] for row in rows)
+        if not tables:
+            return
+        import pyarrow as pa
+
+        self._flush_no += 1
+        name = f"{self.writer_id}-{self._flush_no:06d}.parquet"
+        for (kind, project), parts in tables.items():
+            table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+            for day, part in _split_by_day(table):
+                directory = self.store.partition_dir(kind, project, day)
+                ids = sorted(set(run_ids[(kind, project)]))
+                self._pending.append(_PendingFile(kind, directory, name, part, ids))
+
+    def _metric_table(self, run_id: str, chunk: list[tuple[str, float, int, float]]) -> pa.Table:
+        import numpy as np
+        import pyarrow as pa
+
+        n = len(chunk)
+        seq = self._take_seq("metrics", n)
+        return pa.table(
+            {
+                "run_id": _constant(run_id, n),
+                "key": _dictionary(map(itemgetter(0), chunk), n),
+                "value": np.fromiter(map(itemgetter(1), chunk), np.float64, n),
+                "step": self._steps(run_id, list(map(itemgetter(2), chunk))),
+                "ts": _timestamps(np.fromiter(map(itemgetter(3), chunk), np.float64, n)),
+                "writer_id": _constant(self.writer_id, n),
+                "seq": np.arange(seq, seq + n, dtype=np.int64),
+            }
+        )
+
+    def _batch_table(
+        self, run_id: str, chunk: list[tuple[tuple[str, ...], tuple[float, ...], int, float]]
+    ) -> pa.Table:
+        import numpy as np
+        import pyarrow as pa
+
+        lengths = np.fromiter(map(len, map(itemgetter(0), chunk)), np.int64, len(chunk))
+        n = int(lengths.sum())
+        seq = self._take_seq("metrics", n)
+        steps = self._steps(run_id, list(map(itemgetter(2), chunk)))
+        stamps = np.fromiter(map(itemgetter(3), chunk), np.float64, len(chunk))
+        return pa.table(
+            {
+                "run_id": _constant(run_id, n),
+                "key": _dictionary(chain.from_iterable(map(itemgetter(0), chunk)), n),
+                "value": np.fromiter(chain.from_iterable(map(itemgetter(1), chunk)), np.float64, n),
+                "step": pa.array(np.repeat(steps.to_numpy(zero_copy_only=False), lengths))
+                if steps.null_count == 0
+                else steps.take(pa.array(np.repeat(np.arange(len(chunk)), lengths))),
+                "ts": _timestamps(np.repeat(stamps, lengths)),
+                "writer_id": _constant(self.writer_id, n),
+                "seq": np.arange(seq, seq + n, dtype=np.int64),
+            }
+        )
+
+    def _steps(self, run_id: str, steps: list[int]) -> pa.Array:
+        import numpy as np
+        import pyarrow as pa
+
+        try:
+            return pa.array(np.fromiter(steps, np.int64, len(steps)))
+        except OverflowError:
+            # The hot path skips the 64-bit range check; say so rather than drop points.
+            kept = [s if -(2**63) <= s < 2**63 else None for s in steps]
+            bad = sum(1 for s in kept if s is None)
+            buffer = next((b for b in self._buffers if b.run_id == run_id), None)
+            if buffer is not None:
+                self.add_event(
+                    "runs",
+                    buffer.project,
+                    {
+                        "run_id": run_id,
+                        "event": "note",
+                        "message": f"{bad} metric points had steps beyond 64 bits; stored with "
+                        "step NULL",
+                    },
+                )
+            return pa.array(kept, pa.int64())
+
+    def _system_table(self, run_id: str, chunk: list[tuple[str, str, float, float]]) -> pa.Table:
+        import numpy as np
+        import pyarrow as pa
+
+        n = len(chunk)
+        seq = self._take_seq("system", n)
+        return pa.table(
+            {
+                "run_id": _constant(run_id, n),
+                "ts": _timestamps(np.fromiter(map(itemgetter(3), chunk), np.float64, n)),
+                "writer_id": _constant(self.writer_id, n),
+                "seq": np.arange(seq, seq + n, dtype=np.int64),
+                "device": _dictionary(map(itemgetter(0), chunk), n),
+                "key": _dictionary(map(itemgetter(1), chunk), n),
+                "value": np.fromiter(map(itemgetter(2), chunk), np.float64, n),
+            }
+        )
+
+    def _take_seq(self, kind: str, n: int) -> int:
+        first = self._seq[kind]
+        self._seq[kind] = first + n
+        return first
+
+    def _write_pending(self) -> bool:
+        if not self._pending:
+            self._last_flush = time.monotonic()
+            return True
+        try:
+            self.store.ensure_initialized()
+            while self._pending:
+                item = self._pending[0]
+                size = self.store.write_parquet(item.directory, item.name, item.table, item.kind)
+                self._pending.pop(0)
+                self.rows_written += item.table.num_rows
+                self.bytes_written += size
+                self.files_written += 1
+        except Exception as exc:
+            self._report_failure(exc, self._pending[0].run_ids if self._pending else [])
+            return False
+        if self._failures:
+            log.warning("ledger: writes to %s work again; nothing was lost", self.store.uri)
+        self._failures = 0
+        self._last_flush = time.monotonic()
+        return True
+
+    def _report_failure(self, exc: BaseException, run_ids: list[str]) -> None:
+        self._failures += 1
+        self._next_retry = time.monotonic() + min(2.0**self._failures, _MAX_BACKOFF_S)
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "ledger: could not write to %s (%s: %s); keeping events in memory and retrying",
+                self.store.uri,
+                type(exc).__name__,
+                exc,
+            )
+            for run_id in run_ids:
+                project = next((b.project for b in self._buffers if b.run_id == run_id), None)
+                if project is not None:
+                    self.add_event(
+                        "runs",
+                        project,
+                        {
+                            "run_id": run_id,
+                            "event": "note",
+                            "message": f"write failed and was retried: {type(exc).__name__}: {exc}",
+                        },
+                    )
+
+    def pending_files(self) -> int:
+        return len(self._pending)
+
+    # -- the flusher thread ----------------------------------------------------------------
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with _threads_lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._loop, name="ledger-writer", daemon=True
+                    )
+                    self._thread.start()
+
+    def _loop(self) -> None:
+        # Import the Parquet stack here, off the training thread, before the first flush.
+        import numpy  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+
+        interval = self.settings.flush_interval
+        poll = max(0.01, min(0.2, interval))
+        while True:
+            self._wake.wait(poll)
+            urgent = self._wake.is_set()
+            self._wake.clear()
+            try:
+                now = time.monotonic()
+                self._heartbeats(now)
+                if self._pending and now < self._next_retry:
+                    continue
+                if (
+                    urgent
+                    or self._pending
+                    or now - self._last_flush >= interval
+                    or self.buffered_rows() >= self.settings.flush_rows
+                ):
+                    self.flush()
+            except Exception as exc:  # the flusher must outlive any single failure
+                self._report_failure(exc, [])
+
+    def _heartbeats(self, now: float) -> None:
+        interval = self.settings.heartbeat_interval
+        for buffer in self._buffers:
+            if buffer.heartbeat and not buffer.closed and now - buffer.last_heartbeat >= interval:
+                buffer.last_heartbeat = now
+                self.add_event(
+                    "runs", buffer.project, {"run_id": buffer.run_id, "event": "heartbeat"}
+                )
+
+    def close(self, attempts: int = 3) -> None:
+        """Final flush (at exit): retries a few times, then says what could not be written."""
+        for attempt in range(attempts):
+            if self.flush():
+                return
+            time.sleep(0.2 * (attempt + 1))
+        lost = sum(item.table.num_rows for item in self._pending) + self.buffered_rows()
+        print(
+            f"ledger: {lost} events could not be written to {self.store.uri} and are lost",
+            file=sys.stderr,
+        )
+
+    def _after_fork_in_child(self) -> None:
+        # The parent owns what it buffered; the child writes its own rows under a new id.
+        for buffer in self._buffers:
+            del buffer.metrics[:]
+            del buffer.batches[:]
+            del buffer.system[:]
+        self._buffers = [b for b in self._buffers if not b.closed]
+        del self._events[:]
+        self._reset_identity()
+        if self._buffers:
+            self._ensure_thread()
+
+
+def _constant(value: str, n: int) -> pa.Array:
+    import numpy as np
+    import pyarrow as pa
+
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), [value])
+
+
+def _dictionary(values: Iterable[str], n: int) -> pa.Array:
+    # Python str objects -> dictionary array via C-level iterators (~40 ms per million);
+    # pa.array over a million str objects takes ~300 ms. A flush has few distinct keys.
+    import numpy as np
+    import pyarrow as pa
+
+    items = list(values)
+    codes = {value: index for index, value in enumerate(dict.fromkeys(items))}
+    indices = np.fromiter(map(codes.__getitem__, items), np.int32, n)
+    return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(list(codes), pa.string()))
+
+
+def _timestamps(seconds: Any) -> pa.Array:
+    import pyarrow as pa
+
+    return pa.array((seconds * 1e6).astype("int64"), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+
+
+def _table_from_rows(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    import pyarrow as pa
+
+    columns = {}
+    for field in schema:
+        values = [row.get(field.name) for row in rows]
+        if pa.types.is_timestamp(field.type):
+            columns[field.name] = pa.array(values, pa.int64()).cast(field.type)
+        else:
+            columns[field.name] = pa.array(values, field.type)
+    return pa.table(columns, schema=schema)
+
+
+def _split_by_day(table: pa.Table) -> list[tuple[Any, pa.Table]]:
+    import datetime as dt
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    micros = table.column("ts").cast(pa.int64()).to_numpy()
+    days = np.floor_divide(micros, _US_PER_DAY)
+    first, last = int(days.min()), int(days.max())
+    epoch = dt.date(1970, 1, 1)
+    if first == last:
+        return [(epoch + dt.timedelta(days=first), table)]
+    parts = []
+    day_array = pa.array(days)
+    for day in np.unique(days):
+        parts.append((epoch + dt.timedelta(days=int(day)), table.filter(pc.equal(day_array, day))))
+    return parts
+
+
+_threads_lock = threading.Lock()
+_writers: dict[int, Writer] = {}
+
+
+def writer_for(store: Store) -> Writer:
+    """The process's writer for ``store``."""
+    writer = _writers.get(id(store))
+    if writer is None:
+        with _threads_lock:
+            writer = _writers.get(id(store))
+            if writer is None:
+                writer = _writers[id(store)] = Writer(store)
+    return writer
+
+
+def all_writers() -> list[Writer]:
+    return list(_writers.values())
+
+
+def flush_all() -> bool:
+    """Flush every writer of this process; True when nothing is left pending."""
+    return all([writer.flush() for writer in all_writers()])
+
+
+def _after_fork_in_child() -> None:
+    global _threads_lock
+    _threads_lock = threading.Lock()
+    for writer in _writers.values():
+        writer._after_fork_in_child()
+    if _writers and "multiprocessing" in sys.modules:
+        # multiprocessing's fork children leave through os._exit, skipping atexit; its
+        # own finalizers still run, so the child's last rows are flushed there.
+        from multiprocessing import util
+
+        util.Finalize(None, flush_all, exitpriority=100)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

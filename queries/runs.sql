@@ -1,0 +1,69 @@
+-- One row per run, folded from its lifecycle events (DESIGN.md invariant 7).
+-- A run is ended when its latest finished/failed/killed event is not older than its
+-- latest start or resume; an open run whose heartbeats stopped for longer than
+-- getvariable('stall_after_s') shows as 'stalled'.
+CREATE OR REPLACE VIEW runs AS
+WITH folded AS (
+    SELECT
+        run_id,
+        any_value(project) AS project,
+        arg_min(experiment, ts) FILTER (WHERE event = 'started') AS experiment,
+        arg_max(name, ts) FILTER (WHERE event IN ('started', 'renamed')) AS name,
+        arg_min(parent_run_id, ts) FILTER (WHERE event = 'started') AS parent_run_id,
+        arg_min("user", ts) FILTER (WHERE event = 'started') AS "user",
+        arg_min(host, ts) FILTER (WHERE event = 'started') AS host,
+        min(ts) FILTER (WHERE event = 'started') AS start_time,
+        max(ts) FILTER (WHERE event IN ('started', 'resumed')) AS last_open,
+        max(ts) FILTER (WHERE event IN ('started', 'resumed', 'attached', 'heartbeat')) AS last_heartbeat,
+        max(ts) FILTER (WHERE event IN ('finished', 'failed', 'killed')) AS last_end,
+        arg_max(event, ts) FILTER (WHERE event IN ('finished', 'failed', 'killed')) AS end_event,
+        arg_max_null(message, ts) FILTER (WHERE event IN ('finished', 'failed', 'killed')) AS message,
+        arg_max_null(exit_code, ts) FILTER (WHERE event IN ('finished', 'failed', 'killed')) AS exit_code,
+        arg_max(attrs, ts) FILTER (WHERE event = 'environment') AS environment,
+        arg_max(attrs, ts) FILTER (WHERE event = 'seeded') AS seeds,
+        arg_min(attrs, ts) FILTER (WHERE event = 'started') AS start_attrs,
+        coalesce(arg_max(event, ts) FILTER (WHERE event IN ('pinned', 'unpinned')) = 'pinned', false) AS pinned,
+        count(*) FILTER (WHERE event = 'note') AS notes
+    FROM events_runs
+    GROUP BY run_id
+),
+classified AS (
+    SELECT
+        *,
+        last_end IS NOT NULL AND last_end >= last_open AS ended,
+        last_heartbeat < now() - to_seconds(getvariable('stall_after_s')) AS silent
+    FROM folded
+)
+SELECT
+    run_id,
+    project,
+    experiment,
+    name,
+    parent_run_id,
+    CASE WHEN ended THEN end_event WHEN silent THEN 'stalled' ELSE 'running' END AS status,
+    start_time,
+    CASE WHEN ended THEN last_end END AS end_time,
+    epoch(
+        coalesce(CASE WHEN ended THEN last_end WHEN silent THEN last_heartbeat END, now())
+        - start_time
+    ) AS duration_s,
+    "user",
+    host,
+    json_extract_string(environment, '$.git.commit') AS git_commit,
+    json_extract_string(environment, '$.git.branch') AS git_branch,
+    CAST(json_extract(environment, '$.git.dirty') AS BOOLEAN) AS git_dirty,
+    coalesce(
+        json_extract_string(start_attrs, '$.command'),
+        array_to_string(CAST(json_extract(environment, '$.command') AS VARCHAR[]), ' ')
+    ) AS command,
+    json_extract_string(environment, '$.python.version') AS python_version,
+    json_extract_string(start_attrs, '$.description') AS description,
+    message,
+    exit_code,
+    last_heartbeat,
+    pinned,
+    notes,
+    seeds,
+    environment
+FROM classified
+WHERE start_time IS NOT NULL;
