@@ -1,52 +1,12 @@
-"""The ``ledger`` command: each verb parses flags and calls one library function."""
+"""Foundation verbs: log, run, query, views, runs."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import click
 
-from ledger.errors import LedgerError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class LedgerGroup(click.Group):
-    """Turns library errors into one-line ``Error: ...`` messages with exit code 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except LedgerError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-def store_option(func: F) -> F:
-    return click.option(
-        "--store",
-        "-s",
-        default=None,
-        metavar="PATH_OR_URI",
-        help="Store root (default: $LEDGER_STORE, else ./.ledger).",
-    )(func)
-
-
-def _assignments(values: tuple[str, ...], what: str) -> dict[str, str]:
-    from ledger.shell import parse_assignment
-
-    return dict(parse_assignment(value, what) for value in values)
-
-
-@click.group(cls=LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="ledger-tracking", prog_name="ledger")
-def cli() -> None:
-    """ledger: an experiment ledger you query with SQL.
-
-    Runs append immutable events to Parquet files under the store (default ./.ledger);
-    every verb reads them through DuckDB views.
-    """
+from ledger.cli import assignments, cli, read_options, store_option
 
 
 @cli.command("log")
@@ -107,7 +67,7 @@ def log_cmd(
     from ledger.shell import log_from_shell, parse_metric, parse_scalar
 
     parsed_metrics = dict(parse_metric(value) for value in metrics)
-    parsed_params = {k: parse_scalar(v) for k, v in _assignments(params, "--param").items()}
+    parsed_params = {k: parse_scalar(v) for k, v in assignments(params, "--param").items()}
     run = log_from_shell(
         store=store,
         run_id=run_id,
@@ -118,7 +78,7 @@ def log_cmd(
         parent=parent,
         metrics=parsed_metrics,
         params=parsed_params,
-        tags=_assignments(tags, "--tag"),
+        tags=assignments(tags, "--tag"),
         step=step,
         end=end,
         status=status,
@@ -161,21 +121,15 @@ def run_cmd(
         project=project,
         experiment=experiment,
         name=name,
-        params={k: parse_scalar(v) for k, v in _assignments(params, "--param").items()},
-        tags=_assignments(tags, "--tag"),
+        params={k: parse_scalar(v) for k, v in assignments(params, "--param").items()},
+        tags=assignments(tags, "--tag"),
     )
     click.echo(f"run {run_id} exited with code {code}", err=True)
     sys.exit(code)
 
 
-def _read_options(func: F) -> F:
-    from ledger.output import output_options
-
-    return store_option(output_options(func))
-
-
 @cli.command("query")
-@_read_options
+@read_options
 @click.argument("sql")
 def query_cmd(store: str | None, fmt: str, output: str | None, sql: str) -> None:
     """Run read-only SQL over the views (see `ledger views`).
@@ -191,7 +145,7 @@ def query_cmd(store: str | None, fmt: str, output: str | None, sql: str) -> None
 
 
 @cli.command("views")
-@_read_options
+@read_options
 def views_cmd(store: str | None, fmt: str, output: str | None) -> None:
     """List every view and its columns.
 
@@ -205,7 +159,7 @@ def views_cmd(store: str | None, fmt: str, output: str | None) -> None:
 
 
 @cli.command("runs")
-@_read_options
+@read_options
 @click.option("--project", help="Only runs of this project.")
 @click.option("--experiment", help="Only runs of this experiment.")
 @click.option(
@@ -234,7 +188,3 @@ def runs_cmd(
         fmt,
         output,
     )
-
-
-def main() -> None:
-    cli(prog_name="ledger")
