@@ -102,6 +102,9 @@ def connect(
         con.execute(f"SET threads = {int(threads)}")
     stall = store_obj.settings.stall_after if stall_after is None else float(stall_after)
     con.execute(f"SET VARIABLE stall_after_s = {stall!r}::DOUBLE")
+    from ledger.analytics.pricing import set_pricing_variables
+
+    set_pricing_variables(con, store_obj)
     _create_base_views(con, store_obj)
     _create_views(con)
     return con

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ledger import hooks as _hooks
 from ledger.errors import (
     AmbiguousRunError,
     ConfigError,
@@ -45,6 +46,7 @@ from ledger.run import (
 )
 
 if TYPE_CHECKING:
+    from ledger.analytics.costs import record_cost, report_costs
     from ledger.analytics.engine import connect, query
 
 __version__ = "0.1.0"
@@ -53,7 +55,13 @@ __version__ = "0.1.0"
 _LAZY = {
     "connect": ("ledger.analytics.engine", "connect"),
     "query": ("ledger.analytics.engine", "query"),
+    "report_costs": ("ledger.analytics.costs", "report_costs"),
+    "record_cost": ("ledger.analytics.costs", "record_cost"),
 }
+
+# Resource sampling and energy metering follow every run; the adapter is imported at the
+# first run start (ledger/hooks.py), not here, so `import ledger` stays light.
+_hooks.add_installer("ledger.adapters.resources:install")
 
 
 def __getattr__(name: str) -> Any:
@@ -92,6 +100,8 @@ __all__ = [
     "log_param",
     "log_params",
     "query",
+    "record_cost",
+    "report_costs",
     "seed",
     "set_tag",
     "set_tags",

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ledger import env
+from ledger import env, hooks
 from ledger.capture import HOST, USER, capture
 from ledger.errors import (
     InvalidKeyError,
@@ -474,6 +474,7 @@ class Run:
             if self._ended:
                 return
             self._ended = True
+        hooks.run_ending(self, status)
         self._metrics = self._batches = _ClosedRows(self.id)
         if self._owner:
             self._event("runs", event=status, message=message, exit_code=exit_code)
@@ -498,6 +499,7 @@ class Run:
             if self._ended:
                 return
             self._ended = True
+        hooks.run_ending(self, "detached")
         self._metrics = self._batches = _ClosedRows(self.id)
         self._buffer.closed = True
         _forget(self)
@@ -736,6 +738,7 @@ def _after_start(run: Run, writer: Writer) -> None:
         )
     if not _handlers_installed:
         _install_handlers()
+    hooks.run_started(run)
 
 
 def end_run(status: str = "finished") -> None:

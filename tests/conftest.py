@@ -20,6 +20,8 @@ def _isolated_store(tmp_path, monkeypatch) -> Iterator[None]:
     for name in ("LEDGER_RUN_ID", "LEDGER_PROJECT", "LEDGER_EXPERIMENT", "LEDGER_PARENT_RUN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LEDGER_CAPTURE", "0")
+    # codecarbon's hardware probe costs ~1.5 s of CPU per process; cost tests turn it on.
+    monkeypatch.setenv("LEDGER_CARBON", "0")
     yield
     for open_run in list(run_module._open.values()):
         open_run.end()

@@ -1,0 +1,510 @@
+"""Cost, energy and carbon reports over the ``run_costs`` view.
+
+``report_costs`` answers "what did our runs cost, and what did we get for it": spend per
+group with totals, wasted spend (failed, killed, stalled and dominated runs), cost
+efficiency per experiment (Pareto front of metric vs cost, cost to reach the best result,
+metric gained per dollar) and spend against a budget. The CLI verb ``ledger report
+costs`` and the Python API ``ledger.report_costs`` call the same function.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ledger.analytics.engine import connect, fetch_frame
+
+from ledger.errors import InvalidValueError, RunNotFoundError
+from ledger.store import Store, open_store
+
+if TYPE_CHECKING:
+    import polars as pl
+
+GROUPS = ("project", "experiment", "user", "status", "day", "week", "month")
+"""Plain ``--by`` values; ``tag:KEY`` and ``param:KEY`` group by a tag or param."""
+
+WASTED_STATUSES = ("failed", "killed", "stalled")
+_MIN_TS = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MAX_TS = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)
+_SUMS = ("wall_hours", "core_hours", "gpu_hours", "energy_kwh", "emissions_kg", "cost_usd")
+
+
+@dataclass
+class CostReport:
+    """What :func:`report_costs` returns; every part is a polars frame."""
+
+    by: str
+    groups: pl.DataFrame
+    """One row per group plus a ``TOTAL`` row."""
+    efficiency: pl.DataFrame | None = None
+    """Per experiment (with ``metric``): best result, cost to reach it, gain per dollar."""
+    front: pl.DataFrame | None = None
+    """Per experiment (with ``metric``): the runs on the Pareto front of metric vs cost."""
+    budget: float | None = None
+    over_budget: list[str] = field(default_factory=list)
+    """Groups whose spend exceeds ``budget``."""
+    plot: str | None = None
+
+
+def parse_when(value: str | dt.date | dt.datetime | None, what: str) -> dt.datetime | None:
+    """A ``--since``/``--until`` value (``2025-01-31``, an ISO datetime, or ``7d`` ago).
+
+    Raises:
+        InvalidValueError: the value is not a date, a datetime or a duration.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+    text = str(value).strip()
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        pass
+    from ledger.durations import parse_duration
+
+    try:
+        seconds = parse_duration(text, what=what)
+    except Exception:
+        raise InvalidValueError(
+            f"Invalid {what} {text!r}: use a date (2025-01-31), an ISO datetime "
+            "(2025-01-31T12:00) or a duration ago (7d, 12h)"
+        ) from None
+    return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
+
+
+def _group_expression(by: str) -> tuple[str, str, list[Any]]:
+    """(SQL for the group key, extra JOIN, its params) for a ``--by`` value."""
+    if by in ("project", "experiment", "status"):
+        return f"coalesce(c.{by}, '(none)')", "", []
+    if by == "user":
+        return "coalesce(c.\"user\", '(none)')", "", []
+    if by == "day":
+        return "strftime(c.day, '%Y-%m-%d')", "", []
+    if by == "week":
+        return "strftime(date_trunc('week', c.day), '%G-W%V')", "", []
+    if by == "month":
+        return "strftime(date_trunc('month', c.day), '%Y-%m')", "", []
+    kind, _, key = by.partition(":")
+    if kind in ("tag", "param") and key:
+        table = "tags" if kind == "tag" else "params"
+        return (
+            "coalesce(g.value, '(none)')",
+            f"LEFT JOIN {table} g ON g.run_id = c.run_id AND g.key = ?",
+            [key],
+        )
+    raise InvalidValueError(
+        f"Unknown --by {by!r}. Allowed: {', '.join(GROUPS)}, tag:KEY, param:KEY"
+    )
+
+
+def report_costs(
+    store: str | os.PathLike[str] | Store | None = None,
+    *,
+    by: str = "project",
+    since: str | dt.date | None = None,
+    until: str | dt.date | None = None,
+    project: str | None = None,
+    metric: str | None = None,
+    mode: str = "max",
+    budget: float | None = None,
+    plot: str | os.PathLike[str] | None = None,
+) -> CostReport:
+    """Spend, energy and emissions of runs, grouped, with totals and wasted spend.
+
+    Runs are attributed by time: a run's cost (and energy, emissions, hours) is split
+    over the days its wall time spans, so ``--by day`` and ``since``/``until`` count only
+    the part of a run inside each day or window. Unknown prices stay unknown: a group's
+    ``cost_usd`` sums the runs whose cost is known and ``unknown_cost_runs`` counts the
+    others.
+
+    Args:
+        by: project, experiment, user, status, day, week, month, tag:KEY or param:KEY.
+        since, until: window start (inclusive) and end (exclusive): date, ISO datetime
+            or a duration ago (``7d``).
+        project: only this project.
+        metric: with it, runs dominated within their experiment (another run reached a
+            better value of ``metric`` for less money) count as wasted, and the report
+            gains per-experiment efficiency and Pareto fronts.
+        mode: ``max`` (higher is better) or ``min``.
+        budget: USD per group; groups above it are listed in ``over_budget``.
+        plot: write a PNG of metric vs cost per experiment (needs ``metric``, matplotlib).
+
+    Raises:
+        InvalidValueError: bad ``by``, ``mode``, window, budget, or ``plot`` without metric.
+    """
+    if mode not in ("max", "min"):
+        raise InvalidValueError(f"Unknown mode {mode!r}. Allowed: max, min")
+    if budget is not None and budget < 0:
+        raise InvalidValueError(f"Budget must not be negative, got {budget}")
+    if plot is not None and metric is None:
+        raise InvalidValueError("--plot needs --metric (it draws metric vs cost)")
+    start = parse_when(since, "--since") or _MIN_TS
+    stop = parse_when(until, "--until") or _MAX_TS
+    if stop <= start:
+        raise InvalidValueError(f"--until ({stop:%Y-%m-%d %H:%M}) must be after --since")
+    group_sql, join_sql, group_params = _group_expression(by)
+    con = connect(store)
+    try:
+        pieces = _pieces_sql(project)
+        piece_params: list[Any] = [stop, start, stop, start, start, stop]
+        if project is not None:
+            piece_params.append(project)
+        dominated_cte, dominated_params = _dominated_sql(metric, mode)
+        sums = ",\n".join(
+            f"sum(c.{name} * c.w) AS {name}"
+            if name != "cost_usd"
+            else "sum(c.cost_usd * c.w) AS cost_usd"
+            for name in _SUMS
+        )
+        sql = f"""
+            WITH pieces AS ({pieces}),
+            {dominated_cte},
+            c AS (
+                SELECT p.*, d.dominated FROM pieces p LEFT JOIN dominated d USING (run_id)
+            )
+            SELECT
+                {group_sql} AS "group",
+                count(DISTINCT c.run_id) AS runs,
+                {sums},
+                count(DISTINCT c.run_id) FILTER (WHERE c.cost_usd IS NULL) AS unknown_cost_runs,
+                coalesce(sum(c.cost_usd * c.w) FILTER (
+                    WHERE c.status IN ('failed', 'killed', 'stalled')), 0) AS failed_usd,
+                coalesce(sum(c.cost_usd * c.w) FILTER (
+                    WHERE c.dominated AND c.status NOT IN ('failed', 'killed', 'stalled')),
+                    0) AS dominated_usd
+            FROM c {join_sql}
+            WHERE c.w > 0
+            GROUP BY ALL
+            ORDER BY "group"
+        """
+        groups = fetch_frame(con, sql, [*piece_params, *dominated_params, *group_params])
+        counted = con.execute(
+            f"WITH pieces AS ({pieces}) SELECT count(DISTINCT run_id) FROM pieces WHERE w > 0",
+            piece_params,
+        ).fetchone()
+        groups = _with_totals(groups, metric is not None, counted[0] if counted else 0)
+        report = CostReport(by=by, groups=groups, budget=budget)
+        if budget is not None:
+            report.groups, report.over_budget = _with_budget(groups, budget)
+        if metric is not None:
+            report.efficiency, report.front = _efficiency(con, metric, mode, project, start, stop)
+            if plot is not None:
+                report.plot = _plot(
+                    report.front,
+                    _runs_for_plot(con, metric, mode, project, start, stop),
+                    metric,
+                    os.fspath(plot),
+                )
+        return report
+    finally:
+        con.close()
+
+
+def _pieces_sql(project: str | None) -> str:
+    # w: the share of a run's totals inside the window (its wall time clipped to the
+    # window over its whole wall time); a zero-length run counts where it started.
+    where = "AND project = ?" if project is not None else ""
+    return f"""
+        SELECT *,
+            CASE WHEN duration_s > 0
+                 THEN greatest(epoch(least(piece_end, ?::TIMESTAMPTZ)
+                               - greatest(piece_start, ?::TIMESTAMPTZ)), 0) / duration_s
+                 ELSE CAST(start_time < ?::TIMESTAMPTZ AND start_time >= ?::TIMESTAMPTZ AS DOUBLE)
+            END AS w
+        FROM run_cost_days
+        WHERE piece_end >= ?::TIMESTAMPTZ AND piece_start < ?::TIMESTAMPTZ {where}
+    """
+
+
+def _run_metric_sql(metric: str, mode: str) -> str:
+    best = "max_value" if mode == "max" else "min_value"
+    return f"(SELECT {best} FROM latest_metrics m WHERE m.run_id = r.run_id AND m.key = ?)"
+
+
+def _dominated_sql(metric: str | None, mode: str) -> tuple[str, list[Any]]:
+    if metric is None:
+        return "dominated AS (SELECT NULL::VARCHAR AS run_id, false AS dominated)", []
+    better = ">" if mode == "max" else "<"
+    better_eq = ">=" if mode == "max" else "<="
+    return (
+        f"""
+        scored AS (
+            SELECT r.run_id, r.project, r.experiment, r.cost_usd,
+                {_run_metric_sql(metric, mode)} AS metric
+            FROM run_costs r
+        ),
+        dominated AS (
+            SELECT a.run_id, true AS dominated
+            FROM scored a
+            WHERE a.metric IS NOT NULL AND NOT isnan(a.metric) AND a.cost_usd IS NOT NULL
+              AND EXISTS (
+                SELECT 1 FROM scored b
+                WHERE b.project = a.project AND b.experiment = a.experiment
+                  AND b.run_id <> a.run_id AND b.cost_usd IS NOT NULL
+                  AND b.metric IS NOT NULL AND NOT isnan(b.metric)
+                  AND b.metric {better_eq} a.metric AND b.cost_usd <= a.cost_usd
+                  AND (b.metric {better} a.metric OR b.cost_usd < a.cost_usd)
+              )
+        )""",
+        [metric],
+    )
+
+
+def _with_totals(groups: pl.DataFrame, with_metric: bool, runs: int) -> pl.DataFrame:
+    import polars as pl
+
+    groups = groups.with_columns(
+        (pl.col("failed_usd") + pl.col("dominated_usd")).alias("wasted_usd")
+    )
+    if not with_metric:
+        groups = groups.drop("dominated_usd")
+    total: dict[str, Any] = {"group": "TOTAL"}
+    for name in groups.columns[1:]:
+        column = groups[name]
+        total[name] = column.sum() if column.null_count() < len(column) else None
+    # Distinct runs: a run split over several days (or tags) is one run in the total.
+    total["runs"] = runs
+    frame = pl.concat([groups, pl.DataFrame([total], schema=groups.schema)])
+    return frame
+
+
+def _with_budget(groups: pl.DataFrame, budget: float) -> tuple[pl.DataFrame, list[str]]:
+    import polars as pl
+
+    body = groups.filter(pl.col("group") != "TOTAL")
+    frame = groups.with_columns(
+        pl.lit(budget).alias("budget_usd"),
+        (pl.col("cost_usd").fill_null(0) / budget * 100 if budget > 0 else pl.lit(None)).alias(
+            "budget_used_pct"
+        ),
+        pl.when(pl.col("group") == "TOTAL")
+        .then(None)
+        .otherwise(pl.col("cost_usd").fill_null(0) > budget)
+        .alias("over_budget"),
+    )
+    over = [g for g, c in zip(body["group"], body["cost_usd"], strict=True) if (c or 0) > budget]
+    return frame, over
+
+
+def _window_runs_sql(project: str | None) -> str:
+    where = "AND r.project = ?" if project is not None else ""
+    return f"""
+        FROM run_costs r
+        WHERE r.start_time < ?::TIMESTAMPTZ
+          AND r.start_time + to_microseconds(CAST(r.duration_s * 1e6 AS BIGINT)) >= ?::TIMESTAMPTZ
+          {where}
+    """
+
+
+def _runs_for_plot(
+    con: Any, metric: str, mode: str, project: str | None, start: Any, stop: Any
+) -> pl.DataFrame:
+    params: list[Any] = [metric, stop, start] + ([project] if project else [])
+    return fetch_frame(
+        con,
+        f"SELECT r.project, r.experiment, r.run_id, r.name, r.cost_usd, "
+        f"{_run_metric_sql(metric, mode)} AS metric {_window_runs_sql(project)}",
+        params,
+    )
+
+
+def _efficiency(
+    con: Any, metric: str, mode: str, project: str | None, start: Any, stop: Any
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    import polars as pl
+
+    runs = _runs_for_plot(con, metric, mode, project, start, stop)
+    known = con.execute("SELECT count(*) FROM latest_metrics WHERE key = ?", [metric]).fetchone()
+    if not known or not known[0]:
+        names = [
+            row[0]
+            for row in con.execute(
+                "SELECT DISTINCT key FROM latest_metrics ORDER BY key LIMIT 20"
+            ).fetchall()
+        ]
+        raise InvalidValueError(
+            f"Unknown metric {metric!r}. Known: {', '.join(names) if names else '(none logged)'}"
+        )
+    starts = fetch_frame(con, "SELECT run_id, start_time FROM runs")
+    runs = runs.join(starts, on="run_id", how="left")
+    sign = 1.0 if mode == "max" else -1.0
+    rows, front_rows = [], []
+    for (proj, experiment), part in runs.sort("start_time").group_by(
+        ["project", "experiment"], maintain_order=True
+    ):
+        scored = part.filter(pl.col("metric").is_not_null() & ~pl.col("metric").is_nan())
+        costed = scored.filter(pl.col("cost_usd").is_not_null())
+        total_cost = part["cost_usd"].sum() if part["cost_usd"].null_count() < len(part) else None
+        row: dict[str, Any] = {
+            "project": proj,
+            "experiment": experiment,
+            "runs": len(part),
+            "scored_runs": len(scored),
+            "total_cost_usd": total_cost,
+            "best_metric": None,
+            "best_run": None,
+            "best_run_cost_usd": None,
+            "cost_to_best_usd": None,
+            "first_metric": None,
+            "metric_gain": None,
+            "gain_per_usd": None,
+            "best_metric_per_usd": None,
+        }
+        if len(scored):
+            best_index = int((scored["metric"] * sign).arg_max())  # type: ignore[arg-type]
+            best = scored.row(best_index, named=True)
+            first = scored.row(0, named=True)
+            # What it took to find the best: every run started up to and including it.
+            before = part.filter(pl.col("start_time") <= best["start_time"])
+            cost_to_best = (
+                before["cost_usd"].sum() if before["cost_usd"].null_count() == 0 else None
+            )
+            gain = (best["metric"] - first["metric"]) * sign
+            row.update(
+                best_metric=best["metric"],
+                best_run=best["name"] or best["run_id"][:8],
+                best_run_cost_usd=best["cost_usd"],
+                cost_to_best_usd=cost_to_best,
+                first_metric=first["metric"],
+                metric_gain=gain,
+                gain_per_usd=gain / cost_to_best if cost_to_best else None,
+                best_metric_per_usd=best["metric"] / best["cost_usd"] if best["cost_usd"] else None,
+            )
+        rows.append(row)
+        # Pareto front: cheapest first, keep a run when it beats every cheaper run.
+        best_so_far = None
+        for item in costed.sort(
+            ["cost_usd", "metric"], descending=[False, mode == "max"]
+        ).iter_rows(named=True):
+            value = item["metric"] * sign
+            if best_so_far is None or value > best_so_far:
+                best_so_far = value
+                front_rows.append(
+                    {
+                        "project": proj,
+                        "experiment": experiment,
+                        "run_id": item["run_id"],
+                        "name": item["name"],
+                        "cost_usd": item["cost_usd"],
+                        "metric": item["metric"],
+                        "metric_per_usd": item["metric"] / item["cost_usd"]
+                        if item["cost_usd"]
+                        else None,
+                    }
+                )
+    efficiency_schema = {
+        "project": pl.Utf8,
+        "experiment": pl.Utf8,
+        "runs": pl.Int64,
+        "scored_runs": pl.Int64,
+        "total_cost_usd": pl.Float64,
+        "best_metric": pl.Float64,
+        "best_run": pl.Utf8,
+        "best_run_cost_usd": pl.Float64,
+        "cost_to_best_usd": pl.Float64,
+        "first_metric": pl.Float64,
+        "metric_gain": pl.Float64,
+        "gain_per_usd": pl.Float64,
+        "best_metric_per_usd": pl.Float64,
+    }
+    front_schema = {
+        "project": pl.Utf8,
+        "experiment": pl.Utf8,
+        "run_id": pl.Utf8,
+        "name": pl.Utf8,
+        "cost_usd": pl.Float64,
+        "metric": pl.Float64,
+        "metric_per_usd": pl.Float64,
+    }
+    return (
+        pl.DataFrame(rows, schema=efficiency_schema),
+        pl.DataFrame(front_rows, schema=front_schema),
+    )
+
+
+def _plot(front: pl.DataFrame | None, runs: pl.DataFrame, metric: str, path: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    runs = runs.filter(runs["cost_usd"].is_not_null() & runs["metric"].is_not_null())
+    for (proj, experiment), part in runs.group_by(["project", "experiment"], maintain_order=True):
+        label = f"{proj}/{experiment}"
+        points = axes.scatter(part["cost_usd"], part["metric"], alpha=0.5, label=label)
+        if front is not None:
+            line = front.filter(
+                (front["project"] == proj) & (front["experiment"] == experiment)
+            ).sort("cost_usd")
+            axes.step(
+                line["cost_usd"],
+                line["metric"],
+                where="post",
+                color=points.get_facecolor()[0],
+                linewidth=1.5,
+            )
+    axes.set_xlabel("cost (USD)")
+    axes.set_ylabel(metric)
+    axes.set_title(f"{metric} vs cost (Pareto front as steps)")
+    if len(runs):
+        axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def record_cost(
+    run_id: str,
+    cost_usd: float,
+    *,
+    source: str = "manual",
+    store: str | os.PathLike[str] | Store | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Record an explicit cost for a run (e.g. a cloud bill line); it overrides the
+    estimate, and several records for one run add up.
+
+    Raises:
+        InvalidValueError: a negative or non-numeric cost.
+        RunNotFoundError: no run has this id (or unique prefix).
+    """
+    if isinstance(cost_usd, bool) or not isinstance(cost_usd, (int, float)) or cost_usd < 0:
+        raise InvalidValueError(f"Cost must be a number >= 0 (USD), got {cost_usd!r}")
+    from ledger.writer import writer_for
+
+    store_obj = open_store(store)
+    con = connect(store_obj)
+    try:
+        found = con.execute(
+            "SELECT run_id, project FROM runs WHERE run_id = ? OR starts_with(run_id, ?) "
+            "ORDER BY run_id = ? DESC LIMIT 2",
+            [run_id, run_id, run_id],
+        ).fetchall()
+    finally:
+        con.close()
+    if not found or (len(found) > 1 and found[0][0] != run_id):
+        raise RunNotFoundError(
+            f"No run with id {run_id!r}" if not found else f"Run id prefix {run_id!r} is ambiguous"
+        )
+    full_id, project = found[0]
+    writer = writer_for(store_obj)
+    row = {
+        "run_id": full_id,
+        "kind": "bill",
+        "source": source,
+        "cost_usd": float(cost_usd),
+        "measured": True,
+        "attrs": json.dumps({"note": note}) if note else None,
+    }
+    writer.add_event("costs", project, dict(row))
+    writer.flush()
+    return {"run_id": full_id, "project": project, "cost_usd": float(cost_usd), "source": source}
