@@ -188,8 +188,8 @@ def report_costs(
         counted = con.execute(
             f"WITH pieces AS ({pieces}) SELECT count(DISTINCT run_id) FROM pieces WHERE w > 0",
             piece_params,
-        ).fetchone()
-        groups = _with_totals(groups, metric is not None, counted[0] if counted else 0)
+        ).fetchall()
+        groups = _with_totals(groups, metric is not None, counted[0][0] if counted else 0)
         report = CostReport(by=by, groups=groups, budget=budget)
         if budget is not None:
             report.groups, report.over_budget = _with_budget(groups, budget)
@@ -321,8 +321,8 @@ def _efficiency(
     import polars as pl
 
     runs = _runs_for_plot(con, metric, mode, project, start, stop)
-    known = con.execute("SELECT count(*) FROM latest_metrics WHERE key = ?", [metric]).fetchone()
-    if not known or not known[0]:
+    known = con.execute("SELECT count(*) FROM latest_metrics WHERE key = ?", [metric]).fetchall()
+    if not known or not known[0][0]:
         names = [
             row[0]
             for row in con.execute(
