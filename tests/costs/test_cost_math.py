@@ -7,9 +7,9 @@ import json
 import math
 
 import pytest
+from ledger.analytics.costs import report_costs
 
 import ledger
-from ledger.analytics.costs import report_costs
 from ledger.errors import InvalidValueError
 from ledger.ids import new_id
 from ledger.store import open_store
@@ -89,7 +89,9 @@ def add_metric(store, project, run_id, key, value, when, step):
         }
     )
     store.write_parquet(
-        store.partition_dir("metrics", project, when.date()), f"m-{run_id}-{key}.parquet", table,
+        store.partition_dir("metrics", project, when.date()),
+        f"m-{run_id}-{key}.parquet",
+        table,
         "metrics",
     )
 
@@ -111,7 +113,9 @@ T0 = dt.datetime(2025, 1, 10, 8, 0, tzinfo=UTC)
 
 
 def test_instance_type_from_tag_prices_wall_hours(store):
-    rid = make_run(store, start=T0, end=T0 + dt.timedelta(hours=2), tags={"instance_type": "p3.2xlarge"})
+    rid = make_run(
+        store, start=T0, end=T0 + dt.timedelta(hours=2), tags={"instance_type": "p3.2xlarge"}
+    )
     row = run_cost(store, rid)
     assert row["cost_usd"] == pytest.approx(2 * 3.06)
     assert row["cost_basis"] == "instance"
@@ -120,7 +124,11 @@ def test_instance_type_from_tag_prices_wall_hours(store):
 
 def test_no_instance_type_prices_core_and_gpu_hours_and_says_so(store):
     rid = make_run(
-        store, start=T0, end=T0 + dt.timedelta(hours=1.5), cores=4, gpus=1,
+        store,
+        start=T0,
+        end=T0 + dt.timedelta(hours=1.5),
+        cores=4,
+        gpus=1,
         gpu_model="NVIDIA A100-SXM4-80GB",
     )
     row = run_cost(store, rid)
@@ -134,8 +142,10 @@ def test_no_instance_type_prices_core_and_gpu_hours_and_says_so(store):
 def test_unknown_prices_are_unknown_never_zero(store):
     gpu = make_run(store, start=T0, end=T0 + dt.timedelta(hours=1), gpus=2, gpu_model="Acme X9")
     unsampled = make_run(store, start=T0, end=T0 + dt.timedelta(hours=1), sampled=False)
-    for rid, why in ((gpu, "GPU model Acme X9 not in the pricing catalog"),
-                     (unsampled, "no resource samples")):
+    for rid, why in (
+        (gpu, "GPU model Acme X9 not in the pricing catalog"),
+        (unsampled, "no resource samples"),
+    ):
         row = run_cost(store, rid)
         assert row["cost_usd"] is None
         assert row["cost_basis"] == "unknown"
@@ -147,16 +157,26 @@ def test_unknown_prices_are_unknown_never_zero(store):
 
 
 def test_unknown_instance_type_falls_back_to_core_hours(store):
-    rid = make_run(store, start=T0, end=T0 + dt.timedelta(hours=1), cores=2,
-                   tags={"instance_type": "foo.large"})
+    rid = make_run(
+        store,
+        start=T0,
+        end=T0 + dt.timedelta(hours=1),
+        cores=2,
+        tags={"instance_type": "foo.large"},
+    )
     row = run_cost(store, rid)
     assert row["cost_usd"] == pytest.approx(2 * CORE)
     assert "instance type foo.large not in the pricing catalog" in row["cost_note"]
 
 
 def test_bills_override_estimate_and_add_up(store):
-    rid = make_run(store, start=T0, end=T0 + dt.timedelta(hours=1), bills=[100.0, 20.5],
-                   tags={"instance_type": "p3.2xlarge"})
+    rid = make_run(
+        store,
+        start=T0,
+        end=T0 + dt.timedelta(hours=1),
+        bills=[100.0, 20.5],
+        tags={"instance_type": "p3.2xlarge"},
+    )
     row = run_cost(store, rid)
     assert row["cost_usd"] == pytest.approx(120.5)
     assert row["estimated_usd"] == pytest.approx(3.06)
@@ -182,13 +202,22 @@ def test_running_run_costs_so_far(store):
 
 def test_power_paid_adds_energy_and_catalog_emissions(store, store_path):
     with open(f"{store_path}/ledger.toml", "a") as handle:
-        handle.write('[costs]\npower_paid = true\n[pricing.electricity]\nlab = 0.20\n'
-                     '[pricing.carbon_intensity]\nlab = 0.1\n')
+        handle.write(
+            "[costs]\npower_paid = true\n[pricing.electricity]\nlab = 0.20\n"
+            "[pricing.carbon_intensity]\nlab = 0.1\n"
+        )
     store = open_store(store_path)
-    rid = make_run(store, start=T0, end=T0 + dt.timedelta(hours=1), cores=1,
-                   tags={"region": "lab"}, energy={"energy_kwh": 10.0, "emissions_kg": 4.0})
-    other = make_run(store, start=T0, end=T0 + dt.timedelta(hours=1), cores=1,
-                     energy={"energy_kwh": 2.0})
+    rid = make_run(
+        store,
+        start=T0,
+        end=T0 + dt.timedelta(hours=1),
+        cores=1,
+        tags={"region": "lab"},
+        energy={"energy_kwh": 10.0, "emissions_kg": 4.0},
+    )
+    other = make_run(
+        store, start=T0, end=T0 + dt.timedelta(hours=1), cores=1, energy={"energy_kwh": 2.0}
+    )
     row = run_cost(store, rid)
     assert row["energy_usd"] == pytest.approx(10 * 0.20)
     assert row["cost_usd"] == pytest.approx(CORE + 2.0)
@@ -220,10 +249,23 @@ def test_run_spanning_days_is_split_by_day_and_window(store):
 
 
 def test_group_by_tag_param_user_status(store):
-    make_run(store, start=T0, end=T0 + dt.timedelta(hours=1), cores=1, tags={"team": "cv"},
-             params={"lr": "0.1"})
-    make_run(store, start=T0, end=T0 + dt.timedelta(hours=2), cores=1, params={"lr": "0.01"},
-             status="failed", user="bo")
+    make_run(
+        store,
+        start=T0,
+        end=T0 + dt.timedelta(hours=1),
+        cores=1,
+        tags={"team": "cv"},
+        params={"lr": "0.1"},
+    )
+    make_run(
+        store,
+        start=T0,
+        end=T0 + dt.timedelta(hours=2),
+        cores=1,
+        params={"lr": "0.01"},
+        status="failed",
+        user="bo",
+    )
     by_tag = report_costs(store, by="tag:team").groups
     assert by_tag["group"].to_list() == ["(none)", "cv", "TOTAL"]
     assert by_tag["cost_usd"].to_list() == pytest.approx([2 * CORE, CORE, 3 * CORE])
@@ -238,12 +280,24 @@ def test_group_by_tag_param_user_status(store):
 
 def test_wasted_dominated_pareto_and_efficiency(store):
     # cost = hours * 1 core * CORE; metric val_acc (max)
-    specs = [("a", 1, 0.70, "finished"), ("b", 2, 0.80, "finished"), ("c", 3, 0.75, "finished"),
-             ("d", 4, 0.90, "finished"), ("e", 1, 0.10, "failed")]
+    specs = [
+        ("a", 1, 0.70, "finished"),
+        ("b", 2, 0.80, "finished"),
+        ("c", 3, 0.75, "finished"),
+        ("d", 4, 0.90, "finished"),
+        ("e", 1, 0.10, "failed"),
+    ]
     for index, (name, hours, acc, status) in enumerate(specs):
         start = T0 + dt.timedelta(hours=10 * index)
-        make_run(store, start=start, end=start + dt.timedelta(hours=hours), cores=1, name=name,
-                 status=status, metrics={"val_acc": acc})
+        make_run(
+            store,
+            start=start,
+            end=start + dt.timedelta(hours=hours),
+            cores=1,
+            name=name,
+            status=status,
+            metrics={"val_acc": acc},
+        )
     report = report_costs(store, by="experiment", metric="val_acc", mode="max")
     row = report.groups.row(0, named=True)
     assert row["failed_usd"] == pytest.approx(1 * CORE)
@@ -266,10 +320,22 @@ def test_wasted_dominated_pareto_and_efficiency(store):
 
 
 def test_budget_and_plot(store, tmp_path):
-    make_run(store, start=T0, end=T0 + dt.timedelta(hours=10), cores=1, project="p",
-             metrics={"val_acc": 0.5})
-    make_run(store, start=T0, end=T0 + dt.timedelta(hours=1), cores=1, project="q",
-             metrics={"val_acc": 0.6})
+    make_run(
+        store,
+        start=T0,
+        end=T0 + dt.timedelta(hours=10),
+        cores=1,
+        project="p",
+        metrics={"val_acc": 0.5},
+    )
+    make_run(
+        store,
+        start=T0,
+        end=T0 + dt.timedelta(hours=1),
+        cores=1,
+        project="q",
+        metrics={"val_acc": 0.6},
+    )
     report = report_costs(store, by="project", budget=0.1)
     assert report.over_budget == ["p"]
     assert report.groups["over_budget"].to_list() == [True, False, None]
