@@ -730,8 +730,8 @@ def _after_start(run: Run, writer: Writer) -> None:
         run._record_seeds(_pending_seeds)
     if writer.settings.capture:
         capture.when_ready(
-            lambda facts: writer.add_event(
-                "runs", run.project, {"run_id": run.id, "event": "environment", "attrs": facts}
+            lambda row: writer.add_event(
+                "runs", run.project, {**row, "run_id": run.id, "event": "environment"}
             )
         )
     if not _handlers_installed:
