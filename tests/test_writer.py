@@ -41,9 +41,9 @@ def test_write_failure_warns_once_retries_and_loses_nothing(store_path, caplog):
         "SELECT count(*), count(DISTINCT step) FROM metrics WHERE key = 'loss'", store=store_path
     ).row(0)
     assert counts == (100, 100)
-    notes = ledger.query(
-        "SELECT message FROM events_runs WHERE event = 'note'", store=store_path
-    )["message"].to_list()
+    notes = ledger.query("SELECT message FROM events_runs WHERE event = 'note'", store=store_path)[
+        "message"
+    ].to_list()
     assert any("write failed and was retried" in note for note in notes)
 
 
@@ -68,16 +68,41 @@ def test_wheel_ships_the_mapped_packages_and_sql(tmp_path):
     )
     wheel = next(tmp_path.glob("*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for expected in ("ledger/analytics/engine.py", "ledger/adapters/__init__.py",
-                     "ledger/queries/runs.sql", "ledger/queries/__init__.py", "ledger/py.typed"):
+    for expected in (
+        "ledger/analytics/engine.py",
+        "ledger/adapters/__init__.py",
+        "ledger/queries/runs.sql",
+        "ledger/queries/__init__.py",
+        "ledger/py.typed",
+    ):
         assert expected in names
     assert not [n for n in names if n.startswith(("analytics/", "adapters/", "queries/"))]
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
-                    str(target), str(wheel)], check=True)
-    code = ("import ledger, ledger.analytics.engine as e; "
-            "assert e.__file__.startswith(%r), e.__file__; "
-            "print(len(e._view_files()))") % str(target)
-    out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(target)},
-                         capture_output=True, text=True, check=True, cwd=tmp_path)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+    )
+    code = (
+        "import ledger, ledger.analytics.engine as e; "
+        f"assert e.__file__.startswith({str(target)!r}), e.__file__; "
+        "print(len(e._view_files()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": str(target)},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
     assert int(out.stdout) >= 10
