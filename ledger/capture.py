@@ -178,6 +178,14 @@ class BackgroundCapture:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
 
+    def after_fork_in_child(self) -> None:
+        # Keep a finished capture (same code, same argv); drop the parent's lock, thread
+        # and waiters, which belong to runs the parent owns.
+        self._lock = threading.Lock()
+        self._waiters = []
+        self._thread = None
+        self._pid = os.getpid()
+
     def when_ready(self, callback: Callable[[dict[str, Any]], None]) -> None:
         """Call ``callback(row)`` now if captured, else once the capture finishes.
 
@@ -185,8 +193,6 @@ class BackgroundCapture:
         once per process (``attrs``) and typed copies of the most-asked ones.
         """
         with self._lock:
-            if self._pid != os.getpid():  # forked: the cwd and argv may differ now
-                self.__init__()  # type: ignore[misc]
             if self._result is not None:
                 result = self._result
             else:
@@ -218,3 +224,6 @@ class BackgroundCapture:
 
 
 capture = BackgroundCapture()
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=capture.after_fork_in_child)
