@@ -154,24 +154,45 @@ def capture_environment() -> dict[str, Any]:
     return facts
 
 
+def environment_row(facts: dict[str, Any]) -> dict[str, Any]:
+    """The columns of an ``environment`` runs event for captured ``facts``."""
+    git = facts.get("git") or {}
+    command = facts.get("command")
+    return {
+        "attrs": json.dumps(facts, default=str),
+        "git_commit": git.get("commit"),
+        "git_branch": git.get("branch"),
+        "git_dirty": git.get("dirty"),
+        "command": " ".join(command) if command else None,
+        "python_version": (facts.get("python") or {}).get("version"),
+    }
+
+
 class BackgroundCapture:
     """Runs :func:`capture_environment` once per process and hands the result to waiters."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._result: str | None = None
-        self._waiters: list[Callable[[str], None]] = []
+        self._result: dict[str, Any] | None = None
+        self._waiters: list[Callable[[dict[str, Any]], None]] = []
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
 
-    def when_ready(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(facts_json)`` now if captured, else once the capture finishes.
+    def after_fork_in_child(self) -> None:
+        # Keep a finished capture (same code, same argv); drop the parent's lock, thread
+        # and waiters, which belong to runs the parent owns.
+        self._lock = threading.Lock()
+        self._waiters = []
+        self._thread = None
+        self._pid = os.getpid()
 
-        The facts are JSON-encoded once per process, not once per run.
+    def when_ready(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback(row)`` now if captured, else once the capture finishes.
+
+        ``row`` holds the columns of an ``environment`` event: the facts JSON-encoded
+        once per process (``attrs``) and typed copies of the most-asked ones.
         """
         with self._lock:
-            if self._pid != os.getpid():  # forked: the cwd and argv may differ now
-                self.__init__()  # type: ignore[misc]
             if self._result is not None:
                 result = self._result
             else:
@@ -189,7 +210,7 @@ class BackgroundCapture:
             facts = capture_environment()
         except Exception as exc:  # capture must never break a run
             facts = {"error": f"{type(exc).__name__}: {exc}"}
-        result = json.dumps(facts, default=str)
+        result = environment_row(facts)
         with self._lock:
             self._result = result
             waiters, self._waiters = self._waiters, []
@@ -203,3 +224,6 @@ class BackgroundCapture:
 
 
 capture = BackgroundCapture()
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=capture.after_fork_in_child)

@@ -64,6 +64,13 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("message", "string"),
         ("exit_code", "int64"),
         ("attrs", "string"),
+        # Typed copies of the most-asked capture facts (set on `environment` events), so
+        # the runs view need not parse each run's environment JSON.
+        ("git_commit", "string"),
+        ("git_branch", "string"),
+        ("git_dirty", "bool"),
+        ("command", "string"),
+        ("python_version", "string"),
     ],
     "params": [
         ("event_id", "string"),

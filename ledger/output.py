@@ -121,8 +121,7 @@ def _print_table(frame: pl.DataFrame, output: str | None, title: str | None) -> 
     shown = frame.head(MAX_TABLE_ROWS)
     table = Table(title=title, show_lines=False, header_style="bold")
     for name, dtype in zip(frame.columns, frame.dtypes, strict=True):
-        justify = "right" if dtype.is_numeric() else "left"
-        table.add_column(name, justify=justify, overflow="fold")
+        table.add_column(name, justify="right" if dtype.is_numeric() else "left", overflow="fold")
     for row in shown.iter_rows():
         table.add_row(*(_cell(value) for value in row))
     if output:

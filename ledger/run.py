@@ -43,7 +43,7 @@ _FLOAT_ONLY = frozenset([float])
 _STEP_LIMIT = 2**63
 
 
-class _ClosedRows(list):  # type: ignore[type-arg]
+class _ClosedRows(list[Any]):
     """Stands in for an ended run's row buffer, so the hot path needs no 'ended' check."""
 
     def __init__(self, run_id: str) -> None:
@@ -53,7 +53,7 @@ class _ClosedRows(list):  # type: ignore[type-arg]
     def append(self, item: Any) -> None:
         raise RunStateError(f"Run {self.run_id} has ended; start or resume a run to log to it")
 
-    extend = append  # type: ignore[assignment]
+    extend = append
 
 
 def _check_key(key: Any, what: str) -> str:
@@ -534,9 +534,9 @@ class Run:
         if self._ended:
             raise RunStateError(f"Run {self.id} has ended; start or resume a run to log to it")
 
-    def _event(self, kind: str, **row: Any) -> None:
+    def _event(self, event_kind: str, /, **row: Any) -> None:
         row["run_id"] = self.id
-        self._writer.add_event(kind, self.project, row)
+        self._writer.add_event(event_kind, self.project, row)
 
     def _record_seeds(self, seeds: Mapping[str, Any]) -> None:
         self._event("runs", event="seeded", attrs=json.dumps(dict(seeds), default=str))
@@ -732,8 +732,8 @@ def _after_start(run: Run, writer: Writer) -> None:
         run._record_seeds(_pending_seeds)
     if writer.settings.capture:
         capture.when_ready(
-            lambda facts: writer.add_event(
-                "runs", run.project, {"run_id": run.id, "event": "environment", "attrs": facts}
+            lambda row: writer.add_event(
+                "runs", run.project, {**row, "run_id": run.id, "event": "environment"}
             )
         )
     if not _handlers_installed:

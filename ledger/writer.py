@@ -15,6 +15,10 @@ recorded on the affected runs, and the flusher retries with backoff.
 
 from __future__ import annotations
 
+# pyarrow imports pandas, which imports concurrent.futures.thread, which registers a
+# threading atexit hook; done for the first time during interpreter shutdown (the final
+# flush) that raises "can't register atexit after shutdown". Import it up front (~5 ms).
+import concurrent.futures.thread  # noqa: F401
 import logging
 import os
 import sys
@@ -151,11 +155,12 @@ class Writer:
         tables: dict[tuple[str, str], list[pa.Table]] = defaultdict(list)
         run_ids: dict[tuple[str, str], list[str]] = defaultdict(list)
         for buffer in list(self._buffers):
-            for kind, rows, build in (
+            sources: tuple[tuple[str, list[Any], Any], ...] = (
                 ("metrics", buffer.metrics, self._metric_table),
                 ("metrics", buffer.batches, self._batch_table),
                 ("system", buffer.system, self._system_table),
-            ):
+            )
+            for kind, rows, build in sources:
                 n = len(rows)
                 if n:
                     chunk = rows[:n]
@@ -172,9 +177,10 @@ class Writer:
             for kind, project, row in chunk_events:
                 row["writer_id"] = self.writer_id
                 grouped[(kind, project)].append(row)
-            for target, rows in grouped.items():
-                tables[target].append(_table_from_rows(rows, events.arrow_schema(target[0])))
-                run_ids[target].extend(row["run_id"] for row in rows)
+            for target, event_rows in grouped.items():
+                schema = events.arrow_schema(target[0])
+                tables[target].append(_table_from_rows(event_rows, schema))
+                run_ids[target].extend(row["run_id"] for row in event_rows)
         if not tables:
             return
         import pyarrow as pa
@@ -486,11 +492,25 @@ def _after_fork_in_child() -> None:
     for writer in _writers.values():
         writer._after_fork_in_child()
     if _writers and "multiprocessing" in sys.modules:
-        # multiprocessing's fork children leave through os._exit, skipping atexit; its
-        # own finalizers still run, so the child's last rows are flushed there.
+        # multiprocessing's fork children leave through os._exit, skipping atexit, but run
+        # its finalizers. It clears the finalizer registry right after fork, then runs
+        # its after-fork hooks: register the final flush from one of those.
         from multiprocessing import util
 
-        util.Finalize(None, flush_all, exitpriority=100)
+        util.register_after_fork(_fork_token, _register_final_flush)
+
+
+class _ForkToken:
+    """A long-lived object to key multiprocessing's (weak) after-fork registry."""
+
+
+_fork_token = _ForkToken()
+
+
+def _register_final_flush(_: object) -> None:
+    from multiprocessing import util
+
+    util.Finalize(None, flush_all, exitpriority=100)
 
 
 if hasattr(os, "register_at_fork"):

@@ -47,18 +47,28 @@ def populated_store(store_path) -> Store:
     run b: lr=0.01, loss 2/(s+1), acc 0.6 then NaN at the last step
     run c: lr=1.0, failed at step 3 with RuntimeError('diverged')
     """
-    with ledger.start_run("vision", "sweep", "a", params={"lr": 0.1, "model": "resnet"},
-                          tags={"team": "cv"}, store=store_path) as run:
+    with ledger.start_run(
+        "vision",
+        "sweep",
+        "a",
+        params={"lr": 0.1, "model": "resnet"},
+        tags={"team": "cv"},
+        store=store_path,
+    ) as run:
         for step in range(10):
             run.log_metrics({"loss": 1 / (step + 1), "acc": 0.5 + 0.04 * step}, step=step)
-    with ledger.start_run("vision", "sweep", "b", params={"lr": 0.01, "model": "resnet"},
-                          store=store_path) as run:
+    with ledger.start_run(
+        "vision", "sweep", "b", params={"lr": 0.01, "model": "resnet"}, store=store_path
+    ) as run:
         for step in range(10):
             run.log_metrics({"loss": 2 / (step + 1), "acc": 0.6}, step=step)
         run.log_metric("acc", math.nan, step=10)
-    with pytest.raises(RuntimeError), ledger.start_run(
-        "vision", "sweep", "c", params={"lr": 1.0, "model": "vit"}, store=store_path
-    ) as run:
+    with (
+        pytest.raises(RuntimeError),
+        ledger.start_run(
+            "vision", "sweep", "c", params={"lr": 1.0, "model": "vit"}, store=store_path
+        ) as run,
+    ):
         for step in range(4):
             run.log_metric("loss", 10.0 * step, step=step)
         raise RuntimeError("diverged")

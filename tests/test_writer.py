@@ -1,0 +1,108 @@
+"""The writer: failures never reach training, nothing is lost, packaging ships everything."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import ledger
+from ledger.writer import writer_for
+
+
+def test_write_failure_warns_once_retries_and_loses_nothing(store_path, caplog):
+    blocker = Path(store_path, "events", "metrics", "project=flaky")
+    with ledger.start_run("flaky", store=store_path) as run:
+        run.log_metric("warm", 1.0)
+    ledger.flush()  # store initialised, the partition directory exists
+    import shutil
+
+    shutil.rmtree(blocker)
+    blocker.write_text("a file where a directory must be")  # every metrics write now fails
+    caplog.set_level(logging.WARNING, logger="ledger")
+    with ledger.start_run("flaky", name="survivor", store=store_path) as run:
+        for step in range(100):
+            run.log_metric("loss", float(step), step=step)  # never raises
+        writer = writer_for(run.store)
+        assert writer.flush() is False and writer.pending_files() > 0
+        assert writer.flush() is False
+    warnings = [r for r in caplog.records if "could not write" in r.getMessage()]
+    assert len(warnings) == 1
+    blocker.unlink()
+    deadline = time.time() + 30
+    while not writer.flush() and time.time() < deadline:
+        time.sleep(0.1)
+    counts = ledger.query(
+        "SELECT count(*), count(DISTINCT step) FROM metrics WHERE key = 'loss'", store=store_path
+    ).row(0)
+    assert counts == (100, 100)
+    notes = ledger.query("SELECT message FROM events_runs WHERE event = 'note'", store=store_path)[
+        "message"
+    ].to_list()
+    assert any("write failed and was retried" in note for note in notes)
+
+
+def test_flush_files_are_unique_per_writer_and_atomic(store_path):
+    with ledger.start_run("p", store=store_path) as run:
+        for step in range(10):
+            run.log_metric("a", 1.0, step=step)
+            ledger.flush()
+    files = list(Path(store_path, "events", "metrics").rglob("*"))
+    names = [f.name for f in files if f.is_file()]
+    assert not [n for n in names if n.endswith(".tmp")]
+    data_files = [n for n in names if not n.startswith("schema-")]
+    assert len(data_files) == len(set(data_files)) == 10
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_mapped_packages_and_sql(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+        check=True,
+    )
+    wheel = next(tmp_path.glob("*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for expected in (
+        "ledger/analytics/engine.py",
+        "ledger/adapters/__init__.py",
+        "ledger/queries/runs.sql",
+        "ledger/queries/__init__.py",
+        "ledger/py.typed",
+    ):
+        assert expected in names
+    assert not [n for n in names if n.startswith(("analytics/", "adapters/", "queries/"))]
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+    )
+    code = (
+        "import ledger, ledger.analytics.engine as e; "
+        f"assert e.__file__.startswith({str(target)!r}), e.__file__; "
+        "print(len(e._view_files()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": str(target)},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert int(out.stdout) >= 10
