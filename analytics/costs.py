@@ -236,7 +236,7 @@ def _dominated_sql(metric: str | None, mode: str) -> tuple[str, list[Any]]:
     return (
         f"""
         scored AS (
-            SELECT r.run_id, r.project, r.experiment, r.cost_usd,
+            SELECT r.run_id, r.project, r.experiment, r.status, r.cost_usd,
                 {_run_metric_sql(metric, mode)} AS metric
             FROM run_costs r
         ),
@@ -248,6 +248,7 @@ def _dominated_sql(metric: str | None, mode: str) -> tuple[str, list[Any]]:
                 SELECT 1 FROM scored b
                 WHERE b.project = a.project AND b.experiment = a.experiment
                   AND b.run_id <> a.run_id AND b.cost_usd IS NOT NULL
+                  AND b.status = 'finished'
                   AND b.metric IS NOT NULL AND NOT isnan(b.metric)
                   AND b.metric {better_eq} a.metric AND b.cost_usd <= a.cost_usd
                   AND (b.metric {better} a.metric OR b.cost_usd < a.cost_usd)
@@ -309,7 +310,7 @@ def _runs_for_plot(
     params: list[Any] = [metric, stop, start] + ([project] if project else [])
     return fetch_frame(
         con,
-        f"SELECT r.project, r.experiment, r.run_id, r.name, r.cost_usd, "
+        f"SELECT r.project, r.experiment, r.run_id, r.name, r.status, r.cost_usd, "
         f"{_run_metric_sql(metric, mode)} AS metric {_window_runs_sql(project)}",
         params,
     )
@@ -339,7 +340,12 @@ def _efficiency(
     for (proj, experiment), part in runs.sort("start_time").group_by(
         ["project", "experiment"], maintain_order=True
     ):
-        scored = part.filter(pl.col("metric").is_not_null() & ~pl.col("metric").is_nan())
+        # Only finished runs compete: a failed run's metric has no model behind it.
+        scored = part.filter(
+            pl.col("metric").is_not_null()
+            & ~pl.col("metric").is_nan()
+            & (pl.col("status") == "finished")
+        )
         costed = scored.filter(pl.col("cost_usd").is_not_null())
         total_cost = part["cost_usd"].sum() if part["cost_usd"].null_count() < len(part) else None
         row: dict[str, Any] = {

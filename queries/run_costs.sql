@@ -4,6 +4,8 @@
 --   energy_usd  = energy kWh x electricity $/kWh        (only when [costs] power_paid)
 --   cost_usd    = sum of explicit 'bill' cost events if any, else compute + energy
 -- A price that cannot be found leaves cost_usd NULL (unknown), never 0.
+-- Nested runs share their machine: a parent's billed hours exclude the time its children
+-- ran (they are billed themselves), so a sweep is not paid twice.
 -- Instance type and region: the run's tags (instance_type, region) win over what the
 -- sampler recorded from LEDGER_INSTANCE_TYPE / LEDGER_REGION / [costs] at run start.
 CREATE OR REPLACE VIEW run_costs AS
@@ -31,6 +33,11 @@ bills AS (
     FROM events_costs WHERE kind = 'bill'
     GROUP BY run_id
 ),
+children AS (
+    SELECT parent_run_id AS run_id, sum(duration_s) AS child_s
+    FROM runs WHERE parent_run_id IS NOT NULL
+    GROUP BY parent_run_id
+),
 placement_tags AS (
     SELECT
         run_id,
@@ -43,7 +50,8 @@ placed AS (
     SELECT
         r.run_id, r.project, r.experiment, r.name, r.status, r."user", r.start_time,
         r.end_time, r.duration_s,
-        r.duration_s / 3600.0 AS wall_hours,
+        r.duration_s / 3600.0 AS run_hours,
+        greatest(r.duration_s - coalesce(ch.child_s, 0), 0) / 3600.0 AS wall_hours,
         coalesce(t.instance_type, json_extract_string(s.attrs, '$.instance_type')) AS instance_type,
         CASE WHEN t.instance_type IS NOT NULL THEN 'tag'
              ELSE json_extract_string(s.attrs, '$.instance_source') END AS instance_source,
@@ -60,6 +68,7 @@ placed AS (
     LEFT JOIN energy e USING (run_id)
     LEFT JOIN bills b USING (run_id)
     LEFT JOIN placement_tags t USING (run_id)
+    LEFT JOIN children ch USING (run_id)
 ),
 rated AS (
     SELECT
@@ -94,7 +103,7 @@ computed AS (
 )
 SELECT
     run_id, project, experiment, name, status, "user", start_time, end_time, duration_s,
-    wall_hours, core_hours, gpu_hours, cpu_cores, gpu_count, gpu_model,
+    run_hours, wall_hours, core_hours, gpu_hours, cpu_cores, gpu_count, gpu_model,
     instance_type, instance_source, region,
     energy_kwh, cpu_energy_kwh, gpu_energy_kwh, ram_energy_kwh,
     CASE WHEN energy_covered_s > 0 AND duration_s > 0
@@ -132,6 +141,8 @@ SELECT
              THEN 'GPU model ' || coalesce(gpu_model, '?') || ' not in the pricing catalog' END,
         CASE WHEN getvariable('power_paid') AND energy_kwh IS NULL
              THEN 'power is paid separately but the run has no energy figure' END,
+        CASE WHEN wall_hours < run_hours
+             THEN 'time its child runs ran is billed to them, not to this run' END,
         CASE WHEN status IN ('running', 'stalled') THEN 'run still open: cost so far' END
     ) AS cost_note
 FROM computed;

@@ -44,6 +44,7 @@ def make_run(
     metrics: dict | None = None,
     heartbeat: dt.datetime | None = None,
     user: str = "ana",
+    parent: str | None = None,
 ) -> str:
     run_id = new_id()
     writer = writer_for(store)
@@ -52,7 +53,15 @@ def make_run(
         row.update(run_id=run_id, ts=_us(when))
         writer.add_event(event_kind, project, row)
 
-    add("runs", start, event="started", experiment=experiment, name=name or run_id[:6], user=user)
+    add(
+        "runs",
+        start,
+        event="started",
+        experiment=experiment,
+        name=name or run_id[:6],
+        user=user,
+        parent_run_id=parent,
+    )
     if heartbeat is not None:
         add("runs", heartbeat, event="heartbeat")
     if end is not None:
@@ -314,8 +323,8 @@ def test_wasted_dominated_pareto_and_efficiency(store):
     assert eff["metric_gain"] == pytest.approx(0.20)
     assert eff["gain_per_usd"] == pytest.approx(0.20 / (10 * CORE))
     low = report_costs(store, by="experiment", metric="val_acc", mode="min")
-    assert low.front["name"].to_list() == ["e"]
-    with pytest.raises(InvalidValueError, match="Unknown metric 'acc'. Known: val_acc"):
+    assert low.front["name"].to_list() == ["a"]  # failed runs do not compete
+    with pytest.raises(InvalidValueError, match=r"Unknown metric 'acc'\. Known: val_acc"):
         report_costs(store, metric="acc")
 
 
@@ -344,3 +353,16 @@ def test_budget_and_plot(store, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report.plot == str(png)
     assert not math.isnan(report.groups["cost_usd"][0])
+
+
+def test_nested_runs_are_not_billed_twice(store):
+    parent = make_run(store, start=T0, end=T0 + dt.timedelta(hours=3), cores=2, name="sweep")
+    for index in range(2):
+        start = T0 + dt.timedelta(hours=index)
+        make_run(store, start=start, end=start + dt.timedelta(hours=1), cores=2, parent=parent)
+    row = run_cost(store, parent)
+    assert row["run_hours"] == pytest.approx(3) and row["wall_hours"] == pytest.approx(1)
+    assert "child runs" in row["cost_note"]
+    total = report_costs(store).groups.row(-1, named=True)
+    assert total["wall_hours"] == pytest.approx(3)
+    assert total["cost_usd"] == pytest.approx(3 * 2 * CORE)
