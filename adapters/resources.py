@@ -160,10 +160,45 @@ class Gpus:
             self.handles, self.names = [], []
             self.error = f"NVML unavailable ({type(exc).__name__}: {exc})"
             return
+        self._restrict_to_visible(pynvml)
         if not self.handles:
-            self.error = "NVML found no GPU"
+            self.error = self.error or "NVML found no GPU"
             return
         self.energy_counter = all(self.energy_mj(i) is not None for i in range(len(self.handles)))
+
+    def _restrict_to_visible(self, pynvml: Any) -> None:
+        """Keep the GPUs this process may use (``CUDA_VISIBLE_DEVICES``), so a run on one
+        GPU of eight is sampled and billed for one. Integer entries are NVML (PCI bus)
+        indices, as with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``; ``GPU-``/``MIG-`` entries are
+        UUIDs (or their prefixes)."""
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible is None:
+            return
+        entries = [entry.strip() for entry in visible.split(",") if entry.strip()]
+        pairs = list(zip(self.handles, self.names, strict=True))
+        chosen: list[tuple[Any, str]] = []
+        for entry in entries:
+            if entry.lstrip("-").isdigit():
+                index = int(entry)
+                if index < 0 or index >= len(pairs):
+                    break  # CUDA ignores this entry and every one after it
+                chosen.append(pairs[index])
+                continue
+            for handle, name in pairs:
+                try:
+                    uuid = pynvml.nvmlDeviceGetUUID(handle)
+                except pynvml.NVMLError:
+                    continue
+                uuid = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
+                if uuid.startswith(entry):
+                    chosen.append((handle, name))
+                    break
+            else:
+                break
+        self.handles = [handle for handle, _ in chosen]
+        self.names = [name for _, name in chosen]
+        if not chosen:
+            self.error = f"CUDA_VISIBLE_DEVICES={visible!r} leaves no GPU visible"
 
     def _read(self, index: int, key: str, function: str, *args: Any) -> Any:
         if (index, key) in self._unsupported:
@@ -247,17 +282,19 @@ class HostSampler:
         elapsed = max(now - self._last, 1e-6)
         self._last = now
         rows = [
-            ("process", "cpu_percent", self.process.cpu_percent(None), ts),
             ("process", "rss_bytes", float(self.process.memory_info().rss), ts),
             ("process", "threads", float(self.process.num_threads()), ts),
-            ("system", "cpu_percent", psutil.cpu_percent(None), ts),
         ]
+        process_cpu, system_cpu = self.process.cpu_percent(None), psutil.cpu_percent(None)
+        if elapsed >= 0.02:  # CPU % and rates over a few ms (the first sample) mean nothing
+            rows.append(("process", "cpu_percent", process_cpu, ts))
+            rows.append(("system", "cpu_percent", system_cpu, ts))
         memory = psutil.virtual_memory()
         rows.append(("system", "memory_used_bytes", float(memory.total - memory.available), ts))
         rows.append(("system", "memory_total_bytes", float(memory.total), ts))
         rows.append(("system", "memory_percent", float(memory.percent), ts))
         disk = self._counters(psutil.disk_io_counters)
-        if disk is not None and self._disk is not None:
+        if disk is not None and self._disk is not None and elapsed >= 0.02:
             rows.append(
                 (
                     "system",
@@ -276,7 +313,7 @@ class HostSampler:
             )
         self._disk = disk
         net = self._counters(psutil.net_io_counters)
-        if net is not None and self._net is not None:
+        if net is not None and self._net is not None and elapsed >= 0.02:
             rows.append(
                 (
                     "system",

@@ -227,3 +227,19 @@ def test_import_ledger_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_cuda_visible_devices_limits_sampled_and_billed_gpus(monkeypatch):
+    fake = _FakeNvml(energy_supported=True)
+    fake.install(monkeypatch)
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetCount", lambda: 4)
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetUUID", lambda h: f"GPU-{h[-1]}abc")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")
+    assert resources.Gpus().handles == ["handle2", "handle0"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-3")
+    assert resources.Gpus().handles == ["handle3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,7,2")  # CUDA stops at the invalid 7
+    assert resources.Gpus().handles == ["handle1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    gpus = resources.Gpus()
+    assert gpus.handles == [] and "leaves no GPU visible" in gpus.error
