@@ -390,6 +390,8 @@ class ResourceMonitor:
                     target=self._loop, name="ledger-sampler", daemon=True
                 )
                 self._thread.start()
+            if self.meter is not None:
+                self.meter.wake()
             if self._energy_thread is None or not self._energy_thread.is_alive():
                 self.meter = EnergyMeter(self, settings)
                 self._energy_thread = threading.Thread(
@@ -550,7 +552,10 @@ class EnergyMeter:
             self._wake.wait(self.settings.carbon_interval)
             self._wake.clear()
             try:
-                self.settle()
+                if self._window_start is None:
+                    self._resume()
+                else:
+                    self.settle()
             except Exception as exc:
                 log.warning("ledger: energy metering stopped (%s: %s)", type(exc).__name__, exc)
                 return
@@ -571,11 +576,30 @@ class EnergyMeter:
             self._gpu_mj = self.gpus.total_energy_mj() if self.gpus else None
             self._window_start = time.time()
 
+    def _resume(self) -> None:
+        # Metering pauses while no run is open (codecarbon's power thread stops with the
+        # task); a run start wakes this thread to open a new window.
+        with self.monitor._lock:
+            if not any(t.ended is None for t in self.monitor._runs.values()):
+                return
+        with self._lock:
+            if self._window_start is None:
+                if self.tracker is not None:
+                    self.tracker.start_task("ledger-window")
+                self._gpu_mj = self.gpus.total_energy_mj() if self.gpus else None
+                self._window_start = time.time()
+
+    def wake(self) -> None:
+        """Ask the metering thread to open a window if it is paused (cheap)."""
+        if self._window_start is None:
+            self._wake.set()
+
     def settle(self, final: _Tracked | None = None) -> None:
         """Close the current window, attribute it, and write each run's figures so far."""
         if not self._ready.is_set() or self._window_start is None:
             if final is not None:
-                self._emit(final, note="energy metering was still starting when the run ended")
+                why = "still starting" if not self._ready.is_set() else "paused"
+                self._emit(final, note=f"energy metering was {why} when the run ended")
             return
         with self._lock:
             self._settle(final)
@@ -585,10 +609,14 @@ class EnergyMeter:
             return
         now = time.time()
         window_start = self._window_start
+        with self.monitor._lock:
+            tracked = list(self.monitor._runs.values())
+        keep_going = any(t.ended is None for t in tracked)
         data = None
         if self.tracker is not None:
             data = self.tracker.stop_task()
-            self.tracker.start_task("ledger-window")
+            if keep_going:
+                self.tracker.start_task("ledger-window")
         gpu_mj = self.gpus.total_energy_mj() if self.gpus else None
         gpu_measured_kwh = (
             (gpu_mj - self._gpu_mj) / _MJ_PER_KWH
@@ -596,9 +624,7 @@ class EnergyMeter:
             else None
         )
         self._gpu_mj = gpu_mj
-        self._window_start = now
-        with self.monitor._lock:
-            tracked = list(self.monitor._runs.values())
+        self._window_start = now if keep_going else None
         spans = {
             t.run.id: (t.started, t.ended if t.ended is not None else float("inf")) for t in tracked
         }

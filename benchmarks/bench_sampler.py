@@ -1,6 +1,6 @@
 """Overhead of the resource sampler on a CPU-bound training loop.
 
-    python benchmarks/bench_sampler.py            # full: 5 pairs x 10 s of work
+    python benchmarks/bench_sampler.py            # full: 15 pairs x 2 s of work
     python benchmarks/bench_sampler.py --quick    # 3 pairs x 3 s
 
 The same fixed amount of work (pure-Python arithmetic plus a numpy matmul per step, with
@@ -83,12 +83,31 @@ def timed(
     return elapsed, taken, sampler_cpu, process_cpu
 
 
+def start_cost(sampling: bool, store: str, n: int = 300) -> tuple[float, float]:
+    """Median and p95 microseconds of one ``start_run`` (sampler hook included)."""
+    from ledger.adapters import resources
+
+    import ledger
+
+    os.environ["LEDGER_SYSTEM_METRICS"] = "1" if sampling else "0"
+    resources._monitor = None
+    ledger.start_run("bench", "start", store=store).end()  # first run: threads, imports
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        run = ledger.start_run("bench", "start", store=store)
+        times.append((time.perf_counter() - started) * 1e6)
+        run.end()
+    times.sort()
+    return statistics.median(times), times[int(n * 0.95)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--interval", type=float, default=1.0)
     args = parser.parse_args()
-    pairs, seconds = (3, 3.0) if args.quick else (5, 10.0)
+    pairs, seconds = (3, 3.0) if args.quick else (15, 2.0)
     os.environ["LEDGER_CARBON"] = "0"
     os.environ["LEDGER_CAPTURE"] = "0"
     store = tempfile.mkdtemp(prefix="bench-sampler-")
@@ -116,6 +135,11 @@ def main() -> int:
         host.sample(time.time())
         gpus.sample(time.time())
     per_sample_ms = (time.perf_counter() - started) / n * 1000
+    start_off, start_on = start_cost(False, store), start_cost(True, store)
+    print(
+        f"start_run: median {start_off[0]:.0f} µs (p95 {start_off[1]:.0f}) sampling off, "
+        f"{start_on[0]:.0f} µs (p95 {start_on[1]:.0f}) sampling on"
+    )
     print(f"work per run: {steps} steps, ~{base:.1f} s; {pairs} pairs; interval {args.interval} s")
     print(f"sampling off: median {base:.3f} s  (runs: {', '.join(f'{x:.3f}' for x in off)})")
     print(f"sampling on:  median {sampled:.3f} s  (runs: {', '.join(f'{x:.3f}' for x in on)})")
@@ -123,9 +147,19 @@ def main() -> int:
         f"samples taken while on: {samples}; one sample costs {per_sample_ms:.3f} ms "
         f"(= {per_sample_ms / (args.interval * 1000) * 100:.3f}% of one core at this interval)"
     )
+    cpu_base, cpu_sampled = statistics.median(cpu_off), statistics.median(cpu_on)
+    print(
+        f"process CPU time: median {cpu_base:.3f} s off, {cpu_sampled:.3f} s on: "
+        f"{(cpu_sampled - cpu_base) / cpu_base * 100:+.2f}% (less noisy than wall time)"
+    )
     print(
         f"sampler thread CPU time: {sampler_cpu:.3f} s over {sum(on):.1f} s of sampled work "
         f"= {sampler_cpu / sum(on) * 100:.3f}% (the sampler's own cost)"
+    )
+    best_off, best_on = min(off), min(on)
+    print(
+        f"fastest run: {best_off:.3f} s off, {best_on:.3f} s on: "
+        f"{(best_on - best_off) / best_off * 100:+.2f}% (the least disturbed pair of minima)"
     )
     print(
         f"wall-time difference (median on vs off): {overhead:+.2f}% (target < 1%; noisy on a "

@@ -8,15 +8,23 @@ import click
 
 from ledger.cli import cli, read_options, store_option
 
-report_group = cli.commands.get("report")
-if report_group is None:
+def _report_group() -> click.Group:
+    # Another area may add its own `ledger report ...` verbs: share one group.
+    existing = cli.commands.get("report")
+    if isinstance(existing, click.Group):
+        return existing
 
     @cli.group("report")
-    def report_group() -> None:
+    def report() -> None:
         """Reports over the store (costs, ...)."""
 
+    return report
 
-@report_group.command("costs")  # type: ignore[attr-defined]
+
+report_group = _report_group()
+
+
+@report_group.command("costs")
 @read_options
 @click.option(
     "--by",

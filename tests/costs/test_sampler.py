@@ -243,3 +243,29 @@ def test_cuda_visible_devices_limits_sampled_and_billed_gpus(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     gpus = resources.Gpus()
     assert gpus.handles == [] and "leaves no GPU visible" in gpus.error
+
+
+def test_meter_pauses_without_runs_and_resumes(monkeypatch, store_path):
+    fake = _FakeNvml(energy_supported=True)
+    fake.install(monkeypatch)
+    monkeypatch.setenv("LEDGER_SYSTEM_METRICS", "0")
+    settings = resources.ResourceSettings(carbon=False)
+    monitor = resources.ResourceMonitor()
+    meter = resources.EnergyMeter(monitor, settings)
+    meter._start()
+    meter._ready.set()
+    first = ledger.start_run("p", "e", "first", store=store_path)
+    tracked = monitor._runs[first.id] = resources._Tracked(first, settings, time.time())
+    tracked.ended = time.time()
+    meter.settle(final=tracked)
+    del monitor._runs[first.id]
+    assert meter._window_start is None  # paused: nothing open
+    second = ledger.start_run("p", "e", "second", store=store_path)
+    monitor._runs[second.id] = resources._Tracked(second, settings, time.time())
+    meter._resume()
+    assert meter._window_start is not None
+    meter.settle()
+    rows = [r for k, _, r in second._writer._events if k == "costs" and r["run_id"] == second.id]
+    assert rows and rows[-1]["gpu_energy_kwh"] > 0
+    first.end()
+    second.end()
