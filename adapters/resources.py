@@ -360,6 +360,7 @@ class ResourceMonitor:
         self._runs: dict[str, _Tracked] = {}
         self._lock = threading.RLock()
         self._wake = threading.Event()
+        self._probed = threading.Event()
         self._thread: threading.Thread | None = None
         self._energy_thread: threading.Thread | None = None
         self._settings: dict[int, ResourceSettings] = {}
@@ -405,8 +406,14 @@ class ResourceMonitor:
             if tracked is None:
                 return
             tracked.ended = time.time()
-            if not tracked.introduced:
-                self._introduce(tracked)  # ended before the first sample
+            introduced = tracked.introduced
+        if not introduced:
+            # Ended before the first sample: wait (once per process, a few ms) for the
+            # GPU probe, so the run's GPU count is known rather than unknown.
+            self._probed.wait(1.0)
+            with self._lock:
+                if not tracked.introduced:
+                    self._introduce(tracked)
         if self.meter is not None:
             self.meter.settle(final=tracked)
         with self._lock:
@@ -418,6 +425,7 @@ class ResourceMonitor:
         try:
             host = HostSampler()
         except Exception as exc:
+            self._probed.set()
             self._disable(f"psutil failed ({type(exc).__name__}: {exc})")
             return
         gpus = Gpus()
@@ -425,6 +433,7 @@ class ResourceMonitor:
             self.gpu_note = f"GPU metrics off: {gpus.error}; recording CPU metrics only"
         with self._lock:
             self.gpus = gpus
+        self._probed.set()
         while True:
             started = time.monotonic()
             with self._lock:

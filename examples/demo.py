@@ -76,22 +76,11 @@ def main() -> None:
     )
     # What the sweep cost: CPU core-hours at the catalog's default rate (no instance type
     # configured here), energy from codecarbon when installed, and which runs were wasted.
+    from ledger.output import render
+
     report = ledger.report_costs(project="demo", by="experiment", metric="val_acc")
-    print(
-        report.groups.select(
-            "group",
-            "runs",
-            "wall_hours",
-            "core_hours",
-            "energy_kwh",
-            "emissions_kg",
-            "cost_usd",
-            "failed_usd",
-            "dominated_usd",
-            "wasted_usd",
-        )
-    )
-    print(report.front.select("name", "cost_usd", "metric", "metric_per_usd"))
+    render(report.groups, title="What the sweep cost (ledger report costs --by experiment)")
+    render(report.front, title="Pareto front: val_acc vs cost")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import click
 
 from ledger.cli import cli, read_options, store_option
 
+
 def _report_group() -> click.Group:
     # Another area may add its own `ledger report ...` verbs: share one group.
     existing = cli.commands.get("report")

@@ -366,3 +366,19 @@ def test_nested_runs_are_not_billed_twice(store):
     total = report_costs(store).groups.row(-1, named=True)
     assert total["wall_hours"] == pytest.approx(3)
     assert total["cost_usd"] == pytest.approx(3 * 2 * CORE)
+
+
+def test_stalled_run_is_wasted_until_its_last_heartbeat(store):
+    now = dt.datetime.now(UTC)
+    rid = make_run(
+        store,
+        start=now - dt.timedelta(hours=3),
+        end=None,
+        cores=1,
+        heartbeat=now - dt.timedelta(hours=1),
+    )
+    row = run_cost(store, rid)
+    assert row["status"] == "stalled"
+    assert row["cost_usd"] == pytest.approx(2 * CORE, rel=1e-3)
+    groups = report_costs(store, by="status").groups
+    assert groups.row(0, named=True)["failed_usd"] == pytest.approx(2 * CORE, rel=1e-3)
