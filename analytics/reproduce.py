@@ -30,6 +30,7 @@ from ledger import env
 from ledger.capture import (
     hash_files,
     installed_packages,
+    is_local_directory_requirement,
     is_source_file,
 )
 from ledger.errors import AmbiguousRunError, InvalidValueError, RunNotFoundError, StoreError
@@ -274,7 +275,7 @@ def requirements_text(record: RunRecord) -> str:
     for line in requirements:
         if line.split("==")[0].strip().lower() in ("pip",):
             continue  # the venv brings its own pip; pinning it buys nothing
-        if line.startswith("-e ") or " @ file:" in line:
+        if is_local_directory_requirement(line):
             lines.append(f"# installed from a local directory, not pinned by version: {line}")
         lines.append(line)
     return "\n".join(lines) + "\n"
@@ -284,7 +285,7 @@ def _local_installs(record: RunRecord) -> list[str]:
     return [
         line
         for line in record.environment.get("requirements") or []
-        if line.startswith("-e ") or " @ file:" in line
+        if is_local_directory_requirement(line)
     ]
 
 

@@ -101,7 +101,18 @@ SOURCE_SUFFIXES = frozenset(
         ".lock",
     ]
 )
-SOURCE_NAMES = frozenset(["Makefile", "Dockerfile", "Snakefile", "Justfile", "Pipfile"])
+SOURCE_NAMES = frozenset(
+    [
+        "Makefile",
+        "Dockerfile",
+        "Snakefile",
+        "Justfile",
+        "Pipfile",
+        ".gitignore",
+        ".gitattributes",
+        ".python-version",
+    ]
+)
 
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE", re.IGNORECASE)
 """Environment variable names that are never recorded, even when allow-listed."""
@@ -355,7 +366,24 @@ def _requirement(dist: Any, name: str) -> str:
     if direct.get("dir_info", {}).get("editable"):
         path = url[len("file://") :] if url.startswith("file://") else url
         return f"-e {path}"
-    return f"{name} @ {url}"
+    sha256 = (direct.get("archive_info", {}).get("hashes") or {}).get("sha256")
+    if sha256 is None:
+        legacy = str(direct.get("archive_info", {}).get("hash", ""))
+        sha256 = legacy.partition("=")[2] if legacy.startswith("sha256=") else None
+    return f"{name} @ {url}" + (f"#sha256={sha256}" if sha256 and "#" not in url else "")
+
+
+def is_local_directory_requirement(line: str) -> bool:
+    """Whether a requirement line installs from a local directory (content not pinned)."""
+    if line.startswith("-e "):
+        return True
+    _, sep, url = line.partition(" @ ")
+    return (
+        bool(sep)
+        and url.startswith("file:")
+        and "#sha256=" not in url
+        and not url.endswith((".whl", ".tar.gz", ".zip", ".tar.bz2"))
+    )
 
 
 def installed_distributions() -> list[tuple[str, str, str]]:

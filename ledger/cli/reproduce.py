@@ -113,8 +113,7 @@ def reproduce_cmd(
             return
         render(checked.frame(), fmt, output)
         click.echo(
-            f"{len(checked.differences)} differences from run {checked.run_id} "
-            f"({counts} compared)",
+            f"{len(checked.differences)} differences from run {checked.run_id} ({counts} compared)",
             err=True,
         )
         sys.exit(DIFFERENCES_EXIT)
