@@ -489,12 +489,12 @@ def _recipe(record: RunRecord) -> Recipe:
             )
         )
         if git.get("dirty"):
-            changed = len(git.get("changed_files") or {})
+            count = len(git.get("changed_files") or {})
+            changed = f"{count} file" + ("s" if count != 1 else "")
             if git.get("diff_stored"):
                 steps.append(
                     (
-                        f"Apply the uncommitted changes ({changed} files, "
-                        f"{git.get('diff_size')} bytes)",
+                        f"Apply the uncommitted changes ({changed}, {git.get('diff_size')} bytes)",
                         ["git -C checkout apply --binary patch.diff"],
                     )
                 )
@@ -939,7 +939,7 @@ def _check_code(record: RunRecord, path: str, out: list[dict[str, str]], notes: 
                     "current": _short(now) if name in untracked else "(absent)",
                 }
             )
-    return compared + 1
+    return compared
 
 
 def _normal(name: str) -> str:
@@ -1080,9 +1080,9 @@ def check(
     differences: list[dict[str, str]] = []
     notes = list(record.problems)
     checked = {
-        "code": _check_code(record, os.fspath(path or os.getcwd()), differences, notes),
+        "files": _check_code(record, os.fspath(path or os.getcwd()), differences, notes),
         "packages": _check_packages(record, python, differences, notes),
-        "datasets": _check_datasets(record, differences, notes),
+        "data sets": _check_datasets(record, differences, notes),
     }
     return CheckResult(record.run_id, differences, notes, checked)
 

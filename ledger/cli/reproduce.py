@@ -107,9 +107,11 @@ def reproduce_cmd(
         checked = repro.check(store, run, path=path, python=python)
         for note in checked.notes:
             click.echo(f"note: {note}", err=True)
-        counts = ", ".join(f"{n} {area}" for area, n in checked.checked.items())
+        counts = ", ".join(
+            f"{n} {area if n != 1 else area.rstrip('s')}" for area, n in checked.checked.items()
+        )
         if checked.ok:
-            click.echo(f"all match: run {checked.run_id} ({counts} compared)")
+            click.echo(f"all match: run {checked.run_id} (commit, {counts} compared)")
             return
         render(checked.frame(), fmt, output)
         click.echo(
