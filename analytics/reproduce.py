@@ -663,7 +663,7 @@ PY
 """
 
 _SCRIPT_RUN = """
-echo "==> run: {display}"
+echo {display}
 cd {workdir}
 started="$(date -u +%Y-%m-%dT%H:%M:%S)"
 status=0
@@ -695,12 +695,12 @@ def reproduce_script(record: RunRecord) -> str:
     parts = [
         _SCRIPT_HEAD.format(
             run_id=record.run_id,
-            project=record.project,
-            experiment=record.experiment,
-            name=record.name,
+            project=_one_line(record.project),
+            experiment=_one_line(record.experiment),
+            name=_one_line(record.name),
             status=record.status,
             parent_var=env.PARENT_RUN,
-            repo_default=repo or "(none recorded)",
+            repo_default=_one_line(repo) or "(none recorded)",
             repo=_double_quoted(repo),
             commit=shlex.quote(git.get("commit") or ""),
             major_minor=major_minor,
@@ -740,13 +740,18 @@ def reproduce_script(record: RunRecord) -> str:
         command = " ".join(words)
         parts.append(
             _SCRIPT_RUN.format(
-                display=command.replace('"', '\\"').replace("$", "\\$"),
+                display=shlex.quote(f"==> run: {command}"),
                 workdir=workdir,
                 command=command,
                 run_id=record.run_id,
             )
         )
     return "".join(parts)
+
+
+def _one_line(text: str) -> str:
+    """User text for a shell comment: no line breaks (they would end the comment)."""
+    return " ".join(str(text).split())
 
 
 def _double_quoted(text: str) -> str:

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -157,7 +158,7 @@ def world(tmp_path_factory):
         repo,
     )
     assert result.returncode == 0, result.stderr
-    run_id = result.stderr.split("run ")[1].split()[0]
+    run_id = re.search(r"run ([0-9a-f]{32}) exited with code 0", result.stderr).group(1)
     return {
         "root": root,
         "repo": repo,

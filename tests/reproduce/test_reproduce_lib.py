@@ -142,3 +142,15 @@ def test_check_of_in_memory_and_remote_data_sets_notes_rather_than_fails(store_p
     assert not [d for d in result.differences if d["area"] == "dataset"]
     assert any("fingerprinted in memory (arrow)" in note for note in result.notes)
     assert any("remote" in note for note in result.notes)
+
+
+def test_user_text_cannot_escape_into_reproduce_sh(store_path, tmp_path):
+    import subprocess
+
+    hostile = "x\n$(touch pwned) `touch pwned2`"
+    with ledger.start_run("p", hostile, hostile, store=store_path) as run:
+        pass
+    repro.write_recipe(store_path, run.id, tmp_path / "out")
+    script = (tmp_path / "out" / "reproduce.sh").read_text()
+    assert all(line.startswith("#") for line in script.splitlines() if "pwned" in line)
+    assert subprocess.run(["bash", "-n", str(tmp_path / "out" / "reproduce.sh")]).returncode == 0
