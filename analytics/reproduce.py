@@ -28,6 +28,7 @@ from ledger.analytics.engine import connect, fetch_frame
 
 from ledger import env
 from ledger.capture import (
+    MASK,
     hash_files,
     installed_packages,
     is_local_directory_requirement,
@@ -194,16 +195,24 @@ def _load(con: duckdb.DuckDBPyConnection, store: Store, run_id: str) -> RunRecor
         cwd = environment.get("cwd")
         argv = None
         if isinstance(command, list) and len(command) > 1:
-            script = command[1]
-            if script in ("-c", "-") or "ipykernel" in script or script.endswith("ipython"):
+            if "-c" in command[1:] or any(
+                "ipykernel" in arg or arg.endswith(("ipython", "jupyter")) for arg in command
+            ):
                 problems.append(
                     "the run was started from an interactive session or `python -c`, so there "
                     "is no command to re-run"
                 )
             else:
                 argv = ["python", *command[1:]]
+        elif isinstance(command, list):
+            problems.append("the run was started from an interactive Python prompt")
         elif environment:
             problems.append("the run recorded no command line")
+    if argv and MASK in argv:
+        problems.append(
+            "secret-looking command-line options were recorded as *** (never stored): "
+            "edit the run step of reproduce.sh to pass them"
+        )
     if not environment:
         problems.append(
             "the run has no captured environment (capture was off, LEDGER_CAPTURE=0, or "

@@ -165,6 +165,9 @@ ENV_ALLOW = (
 )
 """Names (``fnmatch`` patterns) of the environment variables a run records."""
 
+MASK = "***"
+"""What a masked secret looks like in the store."""
+
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 
 
@@ -317,6 +320,46 @@ def git_state(cwd: str | None = None) -> tuple[dict[str, Any] | None, bytes | No
 def git_facts(cwd: str | None = None) -> dict[str, Any] | None:
     """Commit, branch, dirty flag, diff hash and file hashes; None outside git."""
     return git_state(cwd)[0]
+
+
+_SECRET_WORDS = frozenset(
+    ["key", "apikey", "token", "secret", "password", "passwd", "pwd", "credential", "credentials"]
+)
+
+
+def _secret_option(name: str) -> bool:
+    # Whole words only: --api-key, --hf-token, --db-password are secrets; --max-tokens,
+    # --tokenizer, --keep-checkpoints are not (masking them would break reproduction).
+    words = [word for word in re.split(r"[-_.]+", name.lstrip("-").lower()) if word]
+    return any(word in _SECRET_WORDS for word in words) or (
+        bool(words) and words[-1].endswith(("apikey", "token", "secret", "password"))
+    )
+
+
+def mask_argv(argv: list[str]) -> list[str]:
+    """Command-line arguments with the values of secret-looking options replaced by ``***``.
+
+    ``--api-key X``, ``--api-key=X``, ``--hf-token X``, ``--db-password X`` ... (option
+    names with a word such as key, token, secret, password); URL credentials in any
+    argument are masked too.
+    """
+    masked: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            masked.append(MASK)
+            hide_next = False
+            continue
+        name, sep, _ = arg.partition("=")
+        if arg.startswith("-") and _secret_option(name):
+            if sep:
+                masked.append(f"{name}={MASK}")
+            else:
+                masked.append(arg)
+                hide_next = True
+            continue
+        masked.append(mask_url_credentials(arg))
+    return masked
 
 
 def mask_url_credentials(value: str) -> str:
@@ -480,7 +523,12 @@ USER = user_name()
 
 
 def _command() -> list[str] | None:
-    return [sys.executable, *sys.argv] if sys.argv and sys.argv[0] else None
+    # orig_argv keeps interpreter options and `-m module` (argv turns `-m pkg.mod` into a
+    # file path, which does not run the same way).
+    original = getattr(sys, "orig_argv", None)
+    if original:
+        return [sys.executable, *mask_argv(original[1:])]
+    return [sys.executable, *mask_argv(sys.argv)] if sys.argv and sys.argv[0] else None
 
 
 def capture_state() -> tuple[dict[str, Any], bytes | None]:

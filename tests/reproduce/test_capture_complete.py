@@ -236,3 +236,38 @@ def test_log_dataset_records_every_field(tmp_path):
     assert rows["train"]["fingerprint"] == "file" and rows["train"]["context"] == "training"
     assert rows["frame"]["source"] == "s3://bucket/x.parquet"
     assert rows["frame"]["fingerprint"] == "arrow" and rows["frame"]["rows"] == 3
+
+
+def test_secret_command_line_options_are_masked_but_lookalikes_kept():
+    from ledger.capture import mask_argv
+
+    argv = [
+        "train.py",
+        "--api-key",
+        "sk-123",
+        "--hf_token=hf_abc",
+        "--max-tokens",
+        "512",
+        "--tokenizer",
+        "gpt2",
+        "--db-password",
+        "pw",
+        "--lr=0.1",
+        "--data",
+        "https://bob:pw@example.com/x.csv",
+    ]
+    assert mask_argv(argv) == [
+        "train.py",
+        "--api-key",
+        "***",
+        "--hf_token=***",
+        "--max-tokens",
+        "512",
+        "--tokenizer",
+        "gpt2",
+        "--db-password",
+        "***",
+        "--lr=0.1",
+        "--data",
+        "https://***@example.com/x.csv",
+    ]

@@ -153,6 +153,8 @@ def world(tmp_path_factory):
             "train.py",
             str(data),
             "5",
+            "--api-key",  # train.py ignores it; the store must never see it
+            SECRET,
         ],
         env,
         repo,
@@ -245,7 +247,10 @@ def test_reproduce_sh_in_a_fresh_checkout_gives_identical_metrics(world, tmp_pat
         "requirements.txt",
     ]
     assert "\nledger-dummy @ file://" in (out / "requirements.txt").read_text()
-    assert "notes.py" in (out / "README.md").read_text()  # untracked: not captured
+    readme = (out / "README.md").read_text()
+    assert "notes.py" in readme  # untracked: not captured
+    assert "recorded as *** (never stored)" in readme
+    assert "train.py /" in (out / "reproduce.sh").read_text() and SECRET not in readme
     env = dict(world["env"])
     env["LEDGER_REPRODUCE_PYTHON"] = sys.executable
     env["LEDGER_REPRODUCE_SITE_PACKAGES"] = sysconfig.get_paths()["purelib"]
