@@ -55,12 +55,14 @@ REPRODUCE_FILES = (
 _NOT_EXPORTED = {"VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "PYTHONHASHSEED"}
 _PYTHON_EXE = re.compile(r"^python(\d+(\.\d+)?)?$")
 _PACKAGES_SNIPPET = (
-    "import json, importlib.metadata as m\n"
+    "import json, re, importlib.metadata as m\n"
     "seen = {}\n"
     "for d in m.distributions():\n"
-    "    n = d.metadata['Name'] if d.metadata else None\n"
-    "    if n and n.lower().replace('_', '-') not in seen:\n"
-    "        seen[n.lower().replace('_', '-')] = (n, d.version)\n"
+    "    meta = d.metadata\n"
+    "    n = meta['Name'] if meta else None\n"
+    "    k = re.sub(r'[-_.]+', '-', n or '').lower()\n"
+    "    if n and meta['Version'] and k not in seen:\n"
+    "        seen[k] = (n, meta['Version'])\n"
     "print(json.dumps(dict(seen.values())))\n"
 )
 
@@ -169,11 +171,13 @@ def _load(con: duckdb.DuckDBPyConnection, store: Store, run_id: str) -> RunRecor
     started = next((e for e in events if e[0] == "started"), None)
     start_attrs = _json(started[1]) if started else {}
     start_pid = started[2] if started else None
-    environments = [e for e in events if e[0] == "environment"]
-    # Prefer the capture of the process that did the work (a `ledger run` child).
-    workers = [e for e in environments if e[2] is not None and e[2] != start_pid]
-    chosen = (workers or environments)[-1] if environments else None
-    environment = _json(chosen[1]) if chosen else {}
+    environments = [(e, _json(e[1])) for e in events if e[0] == "environment"]
+    # Prefer the capture of the process that did the work: not a `ledger log`/`ledger run`
+    # CLI process, and (for `ledger run`) not the wrapper that started the run.
+    programs = [item for item in environments if not _is_ledger_cli(item[1].get("command"))]
+    workers = [item for item in programs if item[0][2] is not None and item[0][2] != start_pid]
+    candidates = workers or programs or environments
+    environment = candidates[-1][1] if candidates else {}
     seeds: dict[str, Any] = {}
     for event in events:
         if event[0] == "seeded":
@@ -234,6 +238,18 @@ def _load(con: duckdb.DuckDBPyConnection, store: Store, run_id: str) -> RunRecor
         wrapped=wrapped,
         environments=len(environments),
         problems=problems,
+    )
+
+
+def _is_ledger_cli(command: Any) -> bool:
+    """Whether a captured command line is the ``ledger`` CLI itself (log, run...)."""
+    if not isinstance(command, list) or len(command) < 2:
+        return False
+    args = [str(arg) for arg in command[1:]]
+    if args[:2] == ["-m", "ledger"]:
+        return True
+    return os.path.basename(args[0]) == "ledger" or args[0].endswith(
+        os.path.join("ledger", "__main__.py")
     )
 
 

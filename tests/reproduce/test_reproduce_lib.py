@@ -154,3 +154,31 @@ def test_user_text_cannot_escape_into_reproduce_sh(store_path, tmp_path):
     script = (tmp_path / "out" / "reproduce.sh").read_text()
     assert all(line.startswith("#") for line in script.splitlines() if "pwned" in line)
     assert subprocess.run(["bash", "-n", str(tmp_path / "out" / "reproduce.sh")]).returncode == 0
+
+
+def test_the_working_process_environment_wins_over_ledger_cli_ones(store_path):
+    def environment(run, command, pid):
+        facts = {"command": command, "cwd": "/w", "python": {"version": "3.11.7"}}
+        run._writer.add_event(
+            "runs",
+            run.project,
+            {"run_id": run.id, "event": "environment", "attrs": json.dumps(facts), "pid": pid},
+        )
+
+    with ledger.start_run("p", store=store_path) as run:
+        environment(run, ["/v/bin/python", "/v/bin/ledger", "run", "--", "python", "t.py"], 1)
+        environment(run, ["/v/bin/python", "t.py", "--epochs", "3"], 2)
+        environment(run, ["/v/bin/python", "-m", "ledger", "log", "--end"], 3)
+    record = repro.load_record(store_path, run.id)
+    assert record.argv == ["python", "t.py", "--epochs", "3"]
+    assert record.environments == 3
+
+
+def test_packages_of_another_interpreter_match_this_one():
+    import sys
+
+    from ledger.capture import installed_packages
+
+    assert repro.packages_of(sys.executable) == installed_packages()
+    with pytest.raises(InvalidValueError, match="Cannot list the packages"):
+        repro.packages_of("/nonexistent/python")
