@@ -747,6 +747,9 @@ def reproduce_script(record: RunRecord) -> str:
     for name, value in _exported_env(record).items():
         lines.append(f"export {name}={_shell_value(value)}")
     lines.append(f"export {env.PARENT_RUN}={record.run_id}")
+    # The new run lands next to the original unless the code names its own project.
+    lines.append(f"export {env.PROJECT}={shlex.quote(record.project)}")
+    lines.append(f"export {env.EXPERIMENT}={shlex.quote(record.experiment)}")
     parts.append("\n".join(lines) + "\n")
     files = [
         (d["name"], d["source"], d["sha256"])
