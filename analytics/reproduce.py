@@ -419,6 +419,9 @@ def not_captured(record: RunRecord) -> list[str]:
                 f"{git['untracked_other']} other untracked files (data, outputs...) were "
                 "neither stored nor hashed"
             )
+    _, outside = _workdir(record)
+    if outside:
+        items.append(f"{outside}; reproduce.sh runs there, not in the checkout")
     for line in _local_installs(record):
         items.append(
             f"`{line}` was installed from a local directory: its content at run time was "
