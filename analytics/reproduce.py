@@ -651,12 +651,7 @@ echo "==> code: the run recorded no git commit; running in $CHECKOUT as it is"
 
 _SCRIPT_VENV = """
 echo "==> Python {python} environment: $VENV"
-have="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-if [ "$have" != "{major_minor}" ]; then
-    echo "error: the run used Python {python}; $PYTHON is $have (set LEDGER_REPRODUCE_PYTHON)" >&2
-    exit 1
-fi
-if [ -n "${{LEDGER_REPRODUCE_SITE_PACKAGES:-}}" ]; then
+{version_check}if [ -n "${{LEDGER_REPRODUCE_SITE_PACKAGES:-}}" ]; then
     # Test shortcut: an empty venv that sees an existing site-packages (and its .pth files).
     "$PYTHON" -m venv --clear --without-pip "$VENV"
     site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
@@ -669,6 +664,14 @@ else
 fi
 export VIRTUAL_ENV="$VENV"
 export PATH="$VENV/bin:$PATH"
+"""
+
+_SCRIPT_VERSION_CHECK = """\
+have="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+if [ "$have" != "{major_minor}" ]; then
+    echo "error: the run used Python {python}; $PYTHON is $have (set LEDGER_REPRODUCE_PYTHON)" >&2
+    exit 1
+fi
 """
 
 _SCRIPT_DATA_CHECK = """
@@ -736,7 +739,12 @@ def reproduce_script(record: RunRecord) -> str:
         )
     ]
     parts.append(_SCRIPT_CODE if git else _SCRIPT_NO_CODE)
-    parts.append(_SCRIPT_VENV.format(python=python, major_minor=major_minor))
+    version_check = (
+        _SCRIPT_VERSION_CHECK.format(python=python, major_minor=major_minor)
+        if record.python_version
+        else "# the run recorded no Python version: any python3 will do\n"
+    )
+    parts.append(_SCRIPT_VENV.format(python=python, version_check=version_check))
     lines = ["", 'echo "==> seeds and environment"']
     hash_seed, _ = _hash_seed(record)
     if hash_seed:

@@ -146,14 +146,29 @@ def test_check_of_in_memory_and_remote_data_sets_notes_rather_than_fails(store_p
 
 def test_user_text_cannot_escape_into_reproduce_sh(store_path, tmp_path):
     import subprocess
+    import sys
+    import sysconfig
 
     hostile = "x\n$(touch pwned) `touch pwned2`"
     with ledger.start_run("p", hostile, hostile, store=store_path) as run:
         pass
     repro.write_recipe(store_path, run.id, tmp_path / "out")
-    script = (tmp_path / "out" / "reproduce.sh").read_text()
-    assert all(line.startswith("#") for line in script.splitlines() if "pwned" in line)
-    assert subprocess.run(["bash", "-n", str(tmp_path / "out" / "reproduce.sh")]).returncode == 0
+    script = tmp_path / "out" / "reproduce.sh"
+    header = script.read_text().split("set -euo pipefail")[0]
+    assert all(line.startswith("#") for line in header.splitlines() if line)
+    # Run it for real (fast venv switch): it must stop at "no command", having run nothing
+    # from the run's name or experiment.
+    env = dict(
+        os.environ,
+        LEDGER_REPRODUCE_PYTHON=sys.executable,
+        LEDGER_REPRODUCE_SITE_PACKAGES=sysconfig.get_paths()["purelib"],
+    )
+    result = subprocess.run(
+        [str(script), str(tmp_path / "ck")], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "the run recorded no command to re-run" in result.stderr
+    assert not list(tmp_path.rglob("pwned*"))
 
 
 def test_the_working_process_environment_wins_over_ledger_cli_ones(store_path):
