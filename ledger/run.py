@@ -821,6 +821,9 @@ def seed(value: int, *, run: Run | None = None) -> dict[str, Any]:
     """Seed ``random``, numpy and torch (when installed) and record the seeds on the run.
 
     With no active run the seeds are recorded on the next run this process starts.
+    ``PYTHONHASHSEED`` cannot be changed once Python runs: it is recorded as it is, and
+    when unset, ``PYTHONHASHSEED_recommended`` (this seed) is recorded for
+    ``ledger reproduce`` to export.
 
     Raises:
         InvalidValueError: ``value`` is not an integer in [0, 2**32).
