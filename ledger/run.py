@@ -679,7 +679,11 @@ def new_run(
 
 
 def continue_run(
-    run_id: str, *, store: str | os.PathLike[str] | Store | None = None, owner: bool = True
+    run_id: str,
+    *,
+    store: str | os.PathLike[str] | Store | None = None,
+    owner: bool = True,
+    capture_environment: bool = True,
 ) -> Run:
     """Continue an existing run in this process and make it the active run.
 
@@ -719,17 +723,17 @@ def continue_run(
     run._event(
         "runs", event="resumed" if owner else "attached", host=HOST, user=USER, pid=os.getpid()
     )
-    _after_start(run, writer)
+    _after_start(run, writer, capture_environment=capture_environment)
     return run
 
 
-def _after_start(run: Run, writer: Writer) -> None:
+def _after_start(run: Run, writer: Writer, *, capture_environment: bool = True) -> None:
     with _registry_lock:
         _open[run.id] = run
         _stack().append(run)
     if _pending_seeds:
         run._record_seeds(_pending_seeds)
-    if writer.settings.capture:
+    if writer.settings.capture and capture_environment:
         capture.when_ready(
             lambda row, diff: _record_environment(run, writer, row, diff), writer.store
         )

@@ -84,7 +84,9 @@ def log_from_shell(
             raise RunNotFoundError(
                 f"No run given: pass --run ID, set ${env.RUN_ID}, or use --start"
             )
-        run = continue_run(target, store=store, owner=end)
+        # A one-shot `ledger log` adds values; its own environment says nothing about the
+        # run (and capturing it would cost every shell call ~50 ms).
+        run = continue_run(target, store=store, owner=end, capture_environment=False)
     try:
         if params:
             run.log_params(params)
