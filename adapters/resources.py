@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ledger import hooks
+from ledger.capture import HOST
 from ledger.durations import parse_duration
 from ledger.errors import ConfigError
 
@@ -476,6 +477,7 @@ class ResourceMonitor:
         run, settings, gpus = tracked.run, tracked.settings, self.gpus
         names = gpus.names if gpus is not None else []
         facts = {
+            "host": HOST,
             "cpu_cores": cpu_cores(),
             "cpu_count": os.cpu_count(),
             # None: the run ended before NVML was probed, so its GPUs are unknown
@@ -697,6 +699,7 @@ class EnergyMeter:
                 "no [carbon] country_iso_code configured: emissions from catalog intensity"
             )
         attrs = {
+            "host": HOST,
             "sources": sources,
             "covered_s": round(seconds, 3),
             "cpu_power_w": _watts(item.cpu_kwh, seconds) if has_cpu else None,

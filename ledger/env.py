@@ -18,3 +18,11 @@ HEARTBEAT_INTERVAL = "LEDGER_HEARTBEAT_INTERVAL"
 STALL_AFTER = "LEDGER_STALL_AFTER"
 CAPTURE = "LEDGER_CAPTURE"
 """Set to ``0`` to switch off automatic environment capture."""
+
+CAPTURE_ENV = "LEDGER_CAPTURE_ENV"
+"""Extra environment variables to record at capture, comma-separated names or ``PREFIX_*``
+patterns (added to the built-in allow-list; names that look like secrets are still dropped)."""
+
+CAPTURE_MAX_DIFF = "LEDGER_CAPTURE_MAX_DIFF"
+"""Largest uncommitted diff stored with a run (e.g. ``10MB``); bigger diffs are hashed and
+noted, not stored."""

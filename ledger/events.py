@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 KINDS = ("runs", "params", "metrics", "tags", "artifacts", "datasets", "system", "costs")
 """Every event kind, in the order views are built."""
@@ -121,6 +121,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("rows", "int64"),
         ("columns", "int64"),
         ("schema", "string"),
+        ("fingerprint", "string"),  # v2: how sha256 was made (file, directory, arrow...)
     ],
     "system": [
         ("run_id", "string"),

@@ -15,6 +15,8 @@ from typing import Any
 from ledger.errors import InvalidValueError
 
 _CHUNK = 1 << 20
+_MAX_PARSED_CSV_BYTES = 1 << 30
+"""CSV files up to this size are parsed for rows, columns and types (bigger: hash only)."""
 
 
 def _hash_file(path: str, digest: Any) -> int:
@@ -24,6 +26,24 @@ def _hash_file(path: str, digest: Any) -> int:
             digest.update(chunk)
             size += len(chunk)
     return size
+
+
+def _csv_shape(path: str, delimiter: str) -> dict[str, Any]:
+    """Rows, columns and the inferred column types of a CSV file (streamed by pyarrow)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        reader = pacsv.open_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter))
+        rows = sum(batch.num_rows for batch in reader)
+    except (pa.ArrowInvalid, OSError, StopIteration):
+        return {}  # not parseable as CSV: the content hash still stands
+    schema = reader.schema
+    return {
+        "rows": rows,
+        "columns": len(schema),
+        "schema": {field.name: str(field.type) for field in schema},
+    }
 
 
 def _fingerprint_path(path: str) -> dict[str, Any]:
@@ -43,6 +63,7 @@ def _fingerprint_path(path: str) -> dict[str, Any]:
             "rows": None,
             "columns": None,
             "schema": {"files": len(files), "bytes": total},
+            "fingerprint": "directory",
         }
     size = _hash_file(path, digest)
     facts: dict[str, Any] = {
@@ -51,6 +72,10 @@ def _fingerprint_path(path: str) -> dict[str, Any]:
         "columns": None,
         "schema": {"bytes": size},
     }
+    facts["fingerprint"] = "file"
+    lowered = path.lower()
+    if lowered.endswith((".csv", ".tsv")) and size <= _MAX_PARSED_CSV_BYTES:
+        facts.update(_csv_shape(path, delimiter="\t" if lowered.endswith(".tsv") else ","))
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
@@ -73,11 +98,17 @@ def _fingerprint_arrow(table: Any) -> dict[str, Any]:
         "rows": table.num_rows,
         "columns": table.num_columns,
         "schema": {f.name: str(f.type) for f in table.schema},
+        "fingerprint": "arrow",
     }
 
 
 def fingerprint(data: Any) -> dict[str, Any]:
-    """``{"sha256", "rows", "columns", "schema"}`` describing ``data``.
+    """``{"sha256", "rows", "columns", "schema", "fingerprint"}`` describing ``data``.
+
+    ``fingerprint`` names how the hash was made: ``file`` (the bytes of one file, so
+    ``sha256sum`` agrees), ``directory`` (relative names and bytes of every file, sorted),
+    ``arrow`` (Arrow IPC stream of a table/frame), ``numpy`` or ``json``. Only ``file``
+    and ``directory`` hashes can be recomputed later from the source path.
 
     Raises:
         InvalidValueError: for types that cannot be fingerprinted, or missing paths.
@@ -107,6 +138,7 @@ def fingerprint(data: Any) -> dict[str, Any]:
             "rows": int(array.shape[0]) if array.ndim else 1,
             "columns": int(array.shape[1]) if array.ndim > 1 else 1,
             "schema": {"dtype": array.dtype.str, "shape": list(array.shape)},
+            "fingerprint": "numpy",
         }
     if isinstance(data, (list, tuple)):
         try:
@@ -118,6 +150,7 @@ def fingerprint(data: Any) -> dict[str, Any]:
             "rows": len(data),
             "columns": None,
             "schema": {"type": type(data).__name__},
+            "fingerprint": "json",
         }
     raise InvalidValueError(
         f"Cannot fingerprint data of type {type(data).__name__}: pass a path, a pandas or "

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ledger import env, hooks
-from ledger.capture import HOST, USER, capture
+from ledger.capture import DIFF_ARTIFACT_PATH, HOST, USER, capture
 from ledger.errors import (
     InvalidKeyError,
     InvalidValueError,
@@ -443,6 +443,7 @@ class Run:
             rows=facts["rows"],
             columns=facts["columns"],
             schema=json.dumps(facts["schema"], default=str),
+            fingerprint=facts["fingerprint"],
         )
         return {"name": name, "source": source, **facts}
 
@@ -680,7 +681,11 @@ def new_run(
 
 
 def continue_run(
-    run_id: str, *, store: str | os.PathLike[str] | Store | None = None, owner: bool = True
+    run_id: str,
+    *,
+    store: str | os.PathLike[str] | Store | None = None,
+    owner: bool = True,
+    capture_environment: bool = True,
 ) -> Run:
     """Continue an existing run in this process and make it the active run.
 
@@ -720,25 +725,54 @@ def continue_run(
     run._event(
         "runs", event="resumed" if owner else "attached", host=HOST, user=USER, pid=os.getpid()
     )
-    _after_start(run, writer)
+    _after_start(run, writer, capture_environment=capture_environment)
     return run
 
 
-def _after_start(run: Run, writer: Writer) -> None:
+def _after_start(run: Run, writer: Writer, *, capture_environment: bool = True) -> None:
     with _registry_lock:
         _open[run.id] = run
         _stack().append(run)
     if _pending_seeds:
         run._record_seeds(_pending_seeds)
-    if writer.settings.capture:
+    if writer.settings.capture and capture_environment:
         capture.when_ready(
-            lambda row: writer.add_event(
-                "runs", run.project, {**row, "run_id": run.id, "event": "environment"}
-            )
+            lambda row, diff: _record_environment(run, writer, row, diff), writer.store
         )
     if not _handlers_installed:
         _install_handlers()
-    hooks.run_started(run)
+    if capture_environment:  # a one-shot `ledger log` is not where the run's work happens
+        hooks.run_started(run)
+
+
+def _record_environment(
+    run: Run, writer: Writer, environment: Mapping[str, Any], diff: Mapping[str, Any] | None
+) -> None:
+    # Runs on the capture thread: the run may have ended meanwhile, so this writes through
+    # the writer directly rather than through the run's (possibly closed) buffers.
+    row = {**environment, "run_id": run.id, "event": "environment", "pid": os.getpid()}
+    writer.add_event("runs", run.project, row)
+    if diff is None:
+        return
+    if "error" in diff:
+        writer.add_event(
+            "runs", run.project, {"run_id": run.id, "event": "note", "message": str(diff["error"])}
+        )
+        return
+    # The diff is also an artifact of the run, so artifact listings (and any cleanup
+    # that keeps referenced artifacts) see it.
+    writer.add_event(
+        "artifacts",
+        run.project,
+        {
+            "run_id": run.id,
+            "path": DIFF_ARTIFACT_PATH,
+            "size": diff["size"],
+            "sha256": diff["sha256"],
+            "uri": diff["uri"],
+            "kind": "patch",
+        },
+    )
 
 
 def end_run(status: str = "finished") -> None:
@@ -795,6 +829,9 @@ def seed(value: int, *, run: Run | None = None) -> dict[str, Any]:
     """Seed ``random``, numpy and torch (when installed) and record the seeds on the run.
 
     With no active run the seeds are recorded on the next run this process starts.
+    ``PYTHONHASHSEED`` cannot be changed once Python runs: it is recorded as it is, and
+    when unset, ``PYTHONHASHSEED_recommended`` (this seed) is recorded for
+    ``ledger reproduce`` to export.
 
     Raises:
         InvalidValueError: ``value`` is not an integer in [0, 2**32).
@@ -817,7 +854,13 @@ def seed(value: int, *, run: Run | None = None) -> dict[str, Any]:
         if torch.cuda.is_available():
             torch.cuda.manual_seed_all(value)
         seeds["torch"] = value
-    seeds["PYTHONHASHSEED"] = os.environ.get("PYTHONHASHSEED")
+    # str hashing (set/dict iteration order of strings) is fixed only by PYTHONHASHSEED,
+    # which must be set before the interpreter starts: record it, and when it is unset or
+    # random, the value to export next time (`ledger reproduce` does).
+    hash_seed = os.environ.get("PYTHONHASHSEED")
+    seeds["PYTHONHASHSEED"] = hash_seed
+    if hash_seed in (None, "", "random"):
+        seeds["PYTHONHASHSEED_recommended"] = str(value)
     target = run or active_run()
     if target is not None:
         target._record_seeds(seeds)

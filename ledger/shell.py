@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ledger import env
+from ledger.capture import mask_argv
 from ledger.errors import InvalidValueError, RunNotFoundError
 from ledger.run import Run, continue_run, new_run
 from ledger.store import Store, open_store
@@ -83,7 +84,9 @@ def log_from_shell(
             raise RunNotFoundError(
                 f"No run given: pass --run ID, set ${env.RUN_ID}, or use --start"
             )
-        run = continue_run(target, store=store, owner=end)
+        # A one-shot `ledger log` adds values; its own environment says nothing about the
+        # run (and capturing it would cost every shell call ~50 ms).
+        run = continue_run(target, store=store, owner=end, capture_environment=False)
     try:
         if params:
             run.log_params(params)
@@ -121,7 +124,8 @@ def run_command(
     if not argv:
         raise InvalidValueError("No command given: use ledger run -- COMMAND [ARGS...]")
     store_obj = open_store(store)
-    command = shlex.join(argv)
+    # Secret-looking option values (--api-key X) never reach the store (capture.mask_argv).
+    command = shlex.join(mask_argv(list(argv)))
     run = new_run(
         project,
         experiment,

@@ -9,23 +9,65 @@
 -- Instance type and region: the run's tags (instance_type, region) win over what the
 -- sampler recorded from LEDGER_INSTANCE_TYPE / LEDGER_REGION / [costs] at run start.
 CREATE OR REPLACE VIEW run_costs AS
-WITH resources AS (
-    SELECT run_id, arg_max(attrs, ts) AS attrs
-    FROM events_costs WHERE kind = 'resources'
-    GROUP BY run_id
-),
-energy AS (
+-- Several processes may follow one run (`ledger run` around a Python script, workers
+-- continuing LEDGER_RUN_ID): hardware adds up across hosts, not across processes of one
+-- host; energy is metered per machine, so per host the largest figure counts (two
+-- processes metering the same machine must not count it twice), summed over hosts.
+WITH resource_hosts AS (
     SELECT
         run_id,
-        arg_max(source, ts) AS energy_source,
+        coalesce(json_extract_string(attrs, '$.host'), '') AS host,
+        arg_max(attrs, ts) AS attrs
+    FROM events_costs WHERE kind = 'resources'
+    GROUP BY ALL
+),
+resources AS (
+    SELECT
+        run_id,
+        sum(TRY_CAST(json_extract(attrs, '$.cpu_cores') AS DOUBLE)) AS cpu_cores,
+        CASE WHEN count(*) = count(TRY_CAST(json_extract(attrs, '$.gpu_count') AS DOUBLE))
+             THEN sum(TRY_CAST(json_extract(attrs, '$.gpu_count') AS DOUBLE)) END AS gpu_count,
+        max(json_extract_string(attrs, '$.gpu_model')) AS gpu_model,
+        max(json_extract_string(attrs, '$.instance_type')) AS instance_type,
+        max(json_extract_string(attrs, '$.instance_source')) AS instance_source,
+        max(json_extract_string(attrs, '$.region')) AS region
+    FROM resource_hosts
+    GROUP BY run_id
+),
+energy_writers AS (
+    SELECT
+        run_id,
+        writer_id,
+        coalesce(json_extract_string(arg_max(attrs, ts), '$.host'), '') AS host,
+        arg_max(source, ts) AS source,
         arg_max(energy_kwh, ts) AS energy_kwh,
         arg_max(cpu_energy_kwh, ts) AS cpu_energy_kwh,
         arg_max(gpu_energy_kwh, ts) AS gpu_energy_kwh,
         arg_max(ram_energy_kwh, ts) AS ram_energy_kwh,
-        arg_max(emissions_kg, ts) AS recorded_emissions_kg,
-        arg_max(measured, ts) AS energy_measured,
-        arg_max(attrs, ts) AS energy_attrs
+        arg_max(emissions_kg, ts) AS emissions_kg,
+        arg_max(measured, ts) AS measured,
+        TRY_CAST(json_extract(arg_max(attrs, ts), '$.covered_s') AS DOUBLE) AS covered_s
     FROM events_costs WHERE kind = 'energy'
+    GROUP BY run_id, writer_id
+),
+energy_hosts AS (
+    SELECT * FROM energy_writers
+    QUALIFY row_number() OVER (
+        PARTITION BY run_id, host ORDER BY energy_kwh DESC NULLS LAST, writer_id
+    ) = 1
+),
+energy AS (
+    SELECT
+        run_id,
+        string_agg(DISTINCT source, '+') AS energy_source,
+        sum(energy_kwh) AS energy_kwh,
+        sum(cpu_energy_kwh) AS cpu_energy_kwh,
+        sum(gpu_energy_kwh) AS gpu_energy_kwh,
+        sum(ram_energy_kwh) AS ram_energy_kwh,
+        sum(emissions_kg) AS recorded_emissions_kg,
+        bool_and(measured) AS energy_measured,
+        max(covered_s) AS energy_covered_s
+    FROM energy_hosts
     GROUP BY run_id
 ),
 bills AS (
@@ -52,16 +94,15 @@ placed AS (
         r.end_time, r.duration_s,
         r.duration_s / 3600.0 AS run_hours,
         greatest(r.duration_s - coalesce(ch.child_s, 0), 0) / 3600.0 AS wall_hours,
-        coalesce(t.instance_type, json_extract_string(s.attrs, '$.instance_type')) AS instance_type,
-        CASE WHEN t.instance_type IS NOT NULL THEN 'tag'
-             ELSE json_extract_string(s.attrs, '$.instance_source') END AS instance_source,
-        coalesce(t.region, json_extract_string(s.attrs, '$.region')) AS region,
-        TRY_CAST(json_extract(s.attrs, '$.cpu_cores') AS DOUBLE) AS cpu_cores,
-        TRY_CAST(json_extract(s.attrs, '$.gpu_count') AS DOUBLE) AS gpu_count,
-        json_extract_string(s.attrs, '$.gpu_model') AS gpu_model,
-        s.attrs IS NOT NULL AS sampled,
+        coalesce(t.instance_type, s.instance_type) AS instance_type,
+        CASE WHEN t.instance_type IS NOT NULL THEN 'tag' ELSE s.instance_source END
+            AS instance_source,
+        coalesce(t.region, s.region) AS region,
+        s.cpu_cores,
+        s.gpu_count,
+        s.gpu_model,
+        s.run_id IS NOT NULL AS sampled,
         e.* EXCLUDE (run_id),
-        TRY_CAST(json_extract(e.energy_attrs, '$.covered_s') AS DOUBLE) AS energy_covered_s,
         b.bill_usd, b.bill_source
     FROM runs r
     LEFT JOIN resources s USING (run_id)

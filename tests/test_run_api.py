@@ -261,7 +261,7 @@ def test_dataset_fingerprints(store_path, tmp_path):
     ).rows()
     assert rows == [
         ("features", 4, 2, None),
-        ("raw", None, None, None),
+        ("raw", 1, 2, None),
         ("train", 3, 2, "training"),
         ("train-copy", 3, 2, None),
     ]

@@ -382,3 +382,30 @@ def test_stalled_run_is_wasted_until_its_last_heartbeat(store):
     assert row["cost_usd"] == pytest.approx(2 * CORE, rel=1e-3)
     groups = report_costs(store, by="status").groups
     assert groups.row(0, named=True)["failed_usd"] == pytest.approx(2 * CORE, rel=1e-3)
+
+
+def test_processes_of_one_run_count_machines_once(store):
+    from ledger.writer import Writer
+
+    rid = make_run(store, start=T0, end=T0 + dt.timedelta(hours=1), sampled=False)
+    wrapper, child, other_node = Writer(store), Writer(store), Writer(store)
+
+    def add(writer, kind, host, **row):
+        attrs = {"host": host, "cpu_cores": 8, "gpu_count": 1, "gpu_model": "NVIDIA T4"}
+        row.update(run_id=rid, ts=_us(T0), kind=kind, source="test", attrs=json.dumps(attrs))
+        writer.add_event("costs", "p", row)
+
+    # `ledger run` and its Python child on node-a meter the same machine; node-b is a
+    # second node continuing the run.
+    add(wrapper, "resources", "node-a")
+    add(child, "resources", "node-a")
+    add(other_node, "resources", "node-b")
+    add(wrapper, "energy", "node-a", energy_kwh=1.0, measured=False)
+    add(child, "energy", "node-a", energy_kwh=1.5, measured=False)
+    add(other_node, "energy", "node-b", energy_kwh=2.0, measured=False)
+    for writer in (wrapper, child, other_node):
+        writer.flush()
+    row = run_cost(store, rid)
+    assert row["cpu_cores"] == 16 and row["gpu_count"] == 2
+    assert row["energy_kwh"] == pytest.approx(3.5)
+    assert row["cost_usd"] == pytest.approx(16 * CORE + 2 * 0.526)
