@@ -65,5 +65,6 @@ def main() -> None:
 
 # Each import registers that area's verbs (one line per area).
 from ledger.cli import core  # noqa: E402,F401
+
 from ledger.cli import costs  # noqa: E402,F401  # isort: skip
 from ledger.cli import reproduce  # noqa: E402,F401  # isort: skip
