@@ -54,7 +54,7 @@ report_group = _report_group()
     type=click.Choice(["all", "groups", "efficiency", "front"]),
     default="all",
     show_default=True,
-    help="Which part to print; machine formats (csv/json/...) print one part (default groups).",
+    help="Which part to print; machine formats and --output write one part (default groups).",
 )
 def report_costs_cmd(
     store: str | None,
@@ -104,8 +104,8 @@ def report_costs_cmd(
         parts = [part for part in parts if part[0] == section]
         if not parts:
             raise click.UsageError(f"--section {section} needs --metric")
-    elif fmt not in ("table", "markdown"):
-        parts = parts[:1]
+    elif fmt not in ("table", "markdown") or output:
+        parts = parts[:1]  # one frame per file: pick others with --section
     for _, frame, title in parts:
         if fmt == "markdown" and len(parts) > 1 and not output:
             click.echo(f"\n### {title}\n")
