@@ -154,6 +154,7 @@ class Writer:
     def _collect(self) -> None:
         tables: dict[tuple[str, str], list[pa.Table]] = defaultdict(list)
         run_ids: dict[tuple[str, str], list[str]] = defaultdict(list)
+        taken: list[tuple[list[Any], int]] = []
         for buffer in list(self._buffers):
             sources: tuple[tuple[str, list[Any], Any], ...] = (
                 ("metrics", buffer.metrics, self._metric_table),
@@ -163,24 +164,27 @@ class Writer:
             for kind, rows, build in sources:
                 n = len(rows)
                 if n:
-                    chunk = rows[:n]
-                    del rows[:n]
-                    tables[(kind, buffer.project)].append(build(buffer.run_id, chunk))
+                    tables[(kind, buffer.project)].append(build(buffer.run_id, rows[:n]))
                     run_ids[(kind, buffer.project)].append(buffer.run_id)
-            if buffer.closed and not (buffer.metrics or buffer.batches or buffer.system):
-                self._buffers.remove(buffer)
+                    taken.append((rows, n))
         n = len(self._events)
         if n:
-            chunk_events = self._events[:n]
-            del self._events[:n]
             grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-            for kind, project, row in chunk_events:
+            for kind, project, row in self._events[:n]:
                 row["writer_id"] = self.writer_id
                 grouped[(kind, project)].append(row)
             for target, event_rows in grouped.items():
                 schema = events.arrow_schema(target[0])
                 tables[target].append(_table_from_rows(event_rows, schema))
                 run_ids[target].extend(row["run_id"] for row in event_rows)
+            taken.append((self._events, n))
+        # Only now, with every table built, take the rows out: if building failed (no
+        # pyarrow, a value Arrow refuses), everything stays buffered for the next try.
+        for rows, count in taken:
+            del rows[:count]
+        for buffer in list(self._buffers):
+            if buffer.closed and not (buffer.metrics or buffer.batches or buffer.system):
+                self._buffers.remove(buffer)
         if not tables:
             return
         import pyarrow as pa
