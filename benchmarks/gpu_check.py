@@ -142,6 +142,20 @@ def main() -> int:
         )
         for row in costs.iter_rows(named=True):
             print(json.dumps(row, default=str))
+    elif importlib.util.find_spec("pyarrow") is not None:
+        # No DuckDB (e.g. a bare GPU box with torch's numpy/pyarrow): read the Parquet
+        # files the run wrote with pyarrow alone.
+        ledger.flush()
+        table = run.store.dataset("system").to_table(columns=["device", "key", "value"])
+        counts: dict[tuple[str, str], list[float]] = {}
+        for device, key, value in zip(
+            *(table.column(c).to_pylist() for c in ("device", "key", "value")), strict=True
+        ):
+            if device.startswith("gpu"):
+                counts.setdefault((device, key), []).append(value)
+        print(f"GPU samples written to Parquet: {sum(len(v) for v in counts.values())}")
+        for (device, key), values in sorted(counts.items()):
+            print(f"  {device:6} {key:28} n={len(values):3} mean={sum(values) / len(values):.6g}")
     else:
         gpu_rows = [r for r in buffered if r[0].startswith("gpu")]
         print(f"GPU samples buffered for the run (not yet flushed): {len(gpu_rows)}")
