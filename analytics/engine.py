@@ -1,7 +1,9 @@
 """The query engine: a DuckDB connection with every view of ``queries/`` in place.
 
 Base views ``events_<kind>`` read the store's Parquet files (re-globbed on every query,
-so new flushes show up); the views in ``queries/*.sql`` fold them into runs, params,
+so new flushes show up; on an object store, where DuckDB has no reader of its own here,
+they read a pyarrow dataset that is re-listed per query, see :func:`refresh_sources`);
+the views in ``queries/*.sql`` fold them into runs, params,
 metrics and the rest. User SQL goes through :func:`run_sql`, which admits only reading
 statements, so ``ledger query`` cannot change the store.
 """
@@ -9,14 +11,21 @@ statements, so ``ledger query`` cannot change the store.
 from __future__ import annotations
 
 import os
+import threading
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from ledger import events
+from ledger.durations import parse_duration
 from ledger.errors import QueryError
-from ledger.store import Store, open_store
+from ledger.objectstore import filesystem_for, is_object_uri
+from ledger.store import Store, kind_dataset, open_store
 from ledger.writer import all_writers
 
 if TYPE_CHECKING:
@@ -50,13 +59,100 @@ def source_globs(store: Store, kind: str) -> list[str]:
     return [store.kind_glob(kind)]
 
 
+LISTING_TTL_ENV = "LEDGER_LISTING_TTL"
+_GLOB_TAIL = "/*/*/*.parquet"
+
+
+@dataclass
+class _RemoteSources:
+    """The object-store datasets registered on one connection, and when they were listed."""
+
+    store: Store
+    ttl: float
+    sources: list[tuple[str, str, str]] = field(default_factory=list)  # (name, kind, glob)
+    listed_at: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_remote: dict[int, _RemoteSources] = {}
+
+
+def listing_ttl(store: Store) -> float:
+    """Seconds a listing of an object store is reused by one connection.
+
+    ``0`` (the default) re-lists the bucket before every query, so every file whose
+    PUT completed before the query started is seen. Long-lived connections over big
+    buckets (a dashboard) may trade that for fewer LIST requests: ``[query]
+    listing_ttl = "5s"`` in ``ledger.toml`` or ``LEDGER_LISTING_TTL=5s``.
+    """
+    raw = os.environ.get(LISTING_TTL_ENV) or store.settings.raw.get("query", {}).get(
+        "listing_ttl", 0
+    )
+    return parse_duration(raw, what="listing TTL")
+
+
+def _remote_dataset(store: Store, kind: str, glob: str) -> Any:
+    if not glob.endswith(_GLOB_TAIL):
+        raise QueryError(f"Cannot read {glob!r}: object-store sources must end in {_GLOB_TAIL}")
+    kind_uri = glob[: -len(_GLOB_TAIL)]
+    fs = filesystem_for(kind_uri, store.settings.raw)
+    return kind_dataset(fs, kind_uri.split("://", 1)[1], kind)
+
+
+def refresh_sources(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> None:
+    """Re-list the object-store sources of ``con`` so new files become visible.
+
+    A registered pyarrow dataset is a snapshot of the files listed when it was built;
+    this rebuilds every one (the kinds in parallel: one LIST per 1,000 files each) when
+    the last listing is older than :func:`listing_ttl`. No-op for local stores, whose
+    ``read_parquet`` globs are expanded by DuckDB on every query anyway.
+    """
+    state = _remote.get(id(con))
+    if state is None:
+        return
+    with state.lock:
+        if not force and time.monotonic() - state.listed_at <= state.ttl:
+            return
+        with ThreadPoolExecutor(max_workers=min(8, len(state.sources)) or 1) as pool:
+            datasets = list(
+                pool.map(
+                    lambda source: _remote_dataset(state.store, source[1], source[2]),
+                    state.sources,
+                )
+            )
+        for (name, _, _), dataset in zip(state.sources, datasets):
+            con.register(name, dataset)
+        state.listed_at = time.monotonic()
+
+
 def _create_base_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
+    state = _RemoteSources(store, listing_ttl(store))
+    statements = []
     for kind in events.KINDS:
-        globs = ", ".join(quote_literal(glob) for glob in source_globs(store, kind))
-        con.execute(
-            f"CREATE OR REPLACE VIEW events_{kind} AS SELECT * FROM read_parquet([{globs}], "
-            f"hive_partitioning = true, union_by_name = true, hive_types = {HIVE_TYPES})"
+        globs = source_globs(store, kind)
+        local = [glob for glob in globs if not is_object_uri(glob)]
+        parts = []
+        if local:
+            listed = ", ".join(quote_literal(glob) for glob in local)
+            parts.append(
+                f"SELECT * FROM read_parquet([{listed}], hive_partitioning = true, "
+                f"union_by_name = true, hive_types = {HIVE_TYPES})"
+            )
+        for glob in globs:
+            if is_object_uri(glob):
+                name = f"_ledger_source_{kind}_{len(state.sources)}"
+                state.sources.append((name, kind, glob))
+                parts.append(f"SELECT * FROM {quote_identifier(name)}")
+        statements.append(
+            f"CREATE OR REPLACE VIEW events_{kind} AS {' UNION ALL BY NAME '.join(parts)}"
         )
+    if state.sources:
+        key = id(con)
+        _remote[key] = state
+        weakref.finalize(con, _remote.pop, key, None)
+        refresh_sources(con, force=True)
+    for statement in statements:
+        con.execute(statement)
 
 
 def _create_views(con: duckdb.DuckDBPyConnection) -> None:
@@ -143,6 +239,7 @@ def run_sql(
     """
     check_read_only(sql)
     statements = duckdb.extract_statements(sql)
+    refresh_sources(con)
     try:
         for statement in statements[:-1]:
             con.execute(statement.query).fetchall()
@@ -157,6 +254,7 @@ def fetch_frame(
     """Execute trusted ``sql`` and return the whole result as a polars DataFrame."""
     import polars as pl
 
+    refresh_sources(con)
     frame = pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
     assert isinstance(frame, pl.DataFrame)
     return frame
@@ -188,7 +286,8 @@ def list_views(store: str | os.PathLike[str] | Store | None = None) -> pl.DataFr
         names = [
             row[0]
             for row in con.execute(
-                "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name"
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal "
+                "AND NOT starts_with(view_name, '_ledger_source_') ORDER BY view_name"
             ).fetchall()
         ]
         rows = []

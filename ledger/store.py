@@ -12,7 +12,13 @@ reader (DuckDB, polars, Spark) even on an empty store or before a kind was ever 
 
 Files appear atomically: local writes go to ``.<name>.<uuid>.tmp`` in the same directory
 (which no ``*.parquet`` glob and no pyarrow discovery matches), are fsynced, then
-``os.replace``-d into place; on an object store one PUT of the final key is atomic.
+``os.replace``-d into place; on an object store the whole file is encoded in memory
+first and then sent as one PUT of the final key, which S3 makes visible all at once.
+
+The file helpers at the end of :class:`Store` (``list_files``, ``read_bytes``,
+``write_bytes``, ``delete_file``, ``copy_file``, ``get_artifact``...) work the same on
+both kinds of root, so features built on them (compaction, archive, import, serve) run
+against a bucket unchanged.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from ledger import events
 from ledger.config import CONFIG_FILE, Settings, load_config_file, settings_from
 from ledger.errors import ConfigError, StoreError
+from ledger.objectstore import filesystem_for, is_object_uri, resolve_options, split_uri
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -82,7 +89,7 @@ def check_project_name(project: str) -> str:
 
 
 def _is_remote(root: str) -> bool:
-    return "://" in root and not root.startswith("file://")
+    return is_object_uri(root)
 
 
 class Store:
@@ -97,7 +104,9 @@ class Store:
             self.base = os.path.abspath(os.path.expanduser(path))
             self._fs: pafs.FileSystem | None = None
         else:
-            self.base = ""
+            scheme, bucket, prefix = split_uri(root)
+            self.uri = f"{scheme}://{bucket}/{prefix}".rstrip("/")
+            self.base = f"{bucket}/{prefix}".rstrip("/")
             self._fs = None
         self._settings: Settings | None = None
         self._initialized = False
@@ -117,16 +126,22 @@ class Store:
             if self.is_local:
                 self._fs = pafs.LocalFileSystem()
             else:
-                self._fs, self.base = pafs.FileSystem.from_uri(self.uri)
-                self.base = self.base.rstrip("/")
+                self._fs = filesystem_for(self.uri)
         return self._fs
 
     def path(self, *parts: str) -> str:
-        """An absolute path (local) or bucket key (remote) under the store root."""
+        """An absolute path (local) or ``bucket/key`` (remote) under the store root."""
         if not self.is_local:
-            self.fs  # noqa: B018 - resolves self.base for remote stores
             return "/".join([self.base, *parts])
         return os.path.join(self.base, *parts)
+
+    def uri_of(self, path: str) -> str:
+        """A path from :meth:`path` as other tools take it (``s3://bucket/key`` remotely)."""
+        return path if self.is_local else f"{self.uri.split('://', 1)[0]}://{path}"
+
+    def storage_options(self) -> dict[str, str]:
+        """Connection settings in polars' ``storage_options`` form ({} for a local store)."""
+        return {} if self.is_local else resolve_options(self.uri).polars_storage_options()
 
     def kind_dir(self, kind: str) -> str:
         return self.path("events", kind)
@@ -135,8 +150,8 @@ class Store:
         return self.path("events", kind, f"project={project}", f"date={day.isoformat()}")
 
     def kind_glob(self, kind: str) -> str:
-        """A glob that matches exactly the complete files of ``kind``."""
-        return self.path("events", kind, "*", "*", "*.parquet")
+        """A glob that matches exactly the complete files of ``kind`` (a URI remotely)."""
+        return self.uri_of(self.path("events", kind, "*", "*", "*.parquet"))
 
     # -- settings ------------------------------------------------------------------------
 
@@ -219,11 +234,15 @@ class Store:
                     os.unlink(tmp)
                 raise
             return os.path.getsize(final)
-        final = f"{directory}/{name}"
-        with self.fs.open_output_stream(final) as sink:
-            pq.write_table(table, sink, compression="zstd", store_schema=False, **options)
-            size = sink.tell()
-        return int(size)
+        import pyarrow as pa
+
+        # Encode completely before opening the upload: a failure while encoding must
+        # not leave a short object behind (closing an S3 stream publishes what it has).
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, compression="zstd", store_schema=False, **options)
+        data = buffer.getvalue()
+        self._put(f"{directory}/{name}", data)
+        return data.size
 
     def put_artifact(self, local_path: str) -> tuple[str, int, str]:
         """Copy a file into the content-addressed area; returns (sha256, size, uri).
@@ -252,6 +271,28 @@ class Store:
                 shutil.copyfileobj(src, sink, _HASH_CHUNK)
         return sha, size, relative
 
+    def get_artifact(self, uri: str, destination: str) -> str:
+        """Copy a stored artifact (``artifacts/sha256/..``) to a local file; returns it.
+
+        Raises:
+            StoreError: for a uri outside the artifacts area or a missing artifact.
+        """
+        source = self.artifact_path(uri)
+        parent = os.path.dirname(os.path.abspath(destination))
+        os.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, f".{os.path.basename(destination)}.{uuid.uuid4().hex}.tmp")
+        try:
+            with self.fs.open_input_stream(source) as src, open(tmp, "wb") as sink:
+                while chunk := src.read(_HASH_CHUNK):
+                    sink.write(chunk)
+            os.replace(tmp, destination)
+        except FileNotFoundError as exc:
+            raise StoreError(f"Artifact {uri} is missing from {self.uri}") from exc
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return destination
+
     def artifact_path(self, uri: str) -> str:
         """The path (or key) of a stored artifact uri, refusing anything outside the store.
 
@@ -272,23 +313,8 @@ class Store:
 
     def dataset(self, kind: str) -> pads.Dataset:
         """A pyarrow dataset over ``kind``'s complete files, Hive partitions typed."""
-        import pyarrow as pa
-        import pyarrow.dataset as pads
-
         self.ensure_initialized()
-        partitioning = pads.partitioning(
-            pa.schema([("project", pa.string()), ("date", pa.date32())]), flavor="hive"
-        )
-        schema = events.arrow_schema(kind).append(pa.field("project", pa.string()))
-        schema = schema.append(pa.field("date", pa.date32()))
-        return pads.dataset(
-            self.kind_dir(kind),
-            filesystem=self.fs,
-            format="parquet",
-            partitioning=partitioning,
-            schema=schema,
-            exclude_invalid_files=False,
-        )
+        return kind_dataset(self.fs, self.kind_dir(kind), kind)
 
     def run_started_rows(self, run_ids: list[str]) -> list[dict[str, Any]]:
         """The ``started`` events of the given runs (for resuming and validating ids)."""
@@ -304,6 +330,117 @@ class Store:
         del pads
         return table.to_pylist()
 
+    # -- files (local or remote alike) ---------------------------------------------------
+
+    def _put(self, path: str, data: bytes | pa.Buffer) -> None:
+        try:
+            with self.fs.open_output_stream(path) as sink:
+                sink.write(data)
+        except OSError as exc:
+            raise StoreError(f"Cannot write {self.uri_of(path)}: {exc}") from exc
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write a whole file atomically (temp + rename locally, one PUT remotely)."""
+        if not self.is_local:
+            self._put(path, data)
+            return
+        directory, name = os.path.split(path)
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def read_bytes(self, path: str) -> bytes:
+        """A whole file's content.
+
+        Raises:
+            FileNotFoundError: when there is no such file.
+        """
+        with self.fs.open_input_stream(path) as handle:
+            return bytes(handle.read())
+
+    def list_files(self, path: str, *, suffix: str = "") -> list[pafs.FileInfo]:
+        """Every file under ``path`` (recursive; [] when absent), sorted by path.
+
+        Files whose name starts with ``.`` or ``_`` (in-progress temp files) are left out.
+        """
+        import pyarrow.fs as pafs
+
+        selector = pafs.FileSelector(path, recursive=True, allow_not_found=True)
+        infos = [
+            info
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File
+            and not info.base_name.startswith((".", "_"))
+            and info.base_name.endswith(suffix)
+        ]
+        return sorted(infos, key=lambda info: info.path)
+
+    def delete_file(self, path: str) -> None:
+        """Delete one file; a missing file is not an error (deletes are retried)."""
+        try:
+            self.fs.delete_file(path)
+        except FileNotFoundError:
+            pass
+
+    def delete_dir(self, path: str) -> None:
+        """Delete a directory (a key prefix remotely) and everything under it."""
+        import pyarrow.fs as pafs
+
+        if self.fs.get_file_info(path).type != pafs.FileType.NotFound or not self.is_local:
+            try:
+                self.fs.delete_dir(path)
+            except FileNotFoundError:
+                pass
+
+    def copy_file(self, source: str, destination: str) -> None:
+        """Copy within the store (server-side on S3; atomic like :meth:`write_bytes`)."""
+        if self.is_local:
+            self.write_bytes(destination, self.read_bytes(source))
+        else:
+            self.fs.copy_file(source, destination)
+
+
+def kind_dataset(fs: pafs.FileSystem, kind_dir: str, kind: str) -> pads.Dataset:
+    """A pyarrow dataset over the complete files under one ``events/<kind>`` directory.
+
+    Discovery lists the directory once (recursively) and skips ``.``/``_`` names, so
+    in-progress temp files never show; the dataset is a snapshot of that listing.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    import pyarrow.fs as pafs
+
+    partitioning = pads.partitioning(
+        pa.schema([("project", pa.string()), ("date", pa.date32())]), flavor="hive"
+    )
+    # Partition columns in the order DuckDB's read_parquet gives them, so a view has
+    # the same columns whichever way it reads.
+    schema = events.arrow_schema(kind).append(pa.field("date", pa.date32()))
+    schema = schema.append(pa.field("project", pa.string()))
+    selector = pafs.FileSelector(kind_dir, recursive=True, allow_not_found=True)
+    infos = [
+        info
+        for info in fs.get_file_info(selector)
+        if info.type == pafs.FileType.File
+        and info.base_name.endswith(".parquet")
+        and not info.base_name.startswith((".", "_"))
+    ]
+    return pads.FileSystemDatasetFactory(
+        fs,
+        infos,
+        pads.ParquetFileFormat(),
+        pads.FileSystemFactoryOptions(partition_base_dir=kind_dir, partitioning=partitioning),
+    ).finish(schema)
+
 
 _stores: dict[str, Store] = {}
 _stores_lock = threading.Lock()
@@ -316,9 +453,24 @@ def open_store(root: str | os.PathLike[str] | Store | None = None) -> Store:
     if isinstance(root, Store):
         return root
     resolved = resolve_store_root(root)
-    key = resolved if _is_remote(resolved) else os.path.abspath(os.path.expanduser(resolved))
+    if _is_remote(resolved):
+        scheme, bucket, prefix = split_uri(resolved)
+        key = f"{scheme}://{bucket}/{prefix}".rstrip("/")
+    else:
+        key = os.path.abspath(os.path.expanduser(resolved))
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
             store = _stores[key] = Store(resolved)
         return store
+
+
+def _forget_clients_after_fork() -> None:
+    # A forked child must not reuse the parent's S3 client (see ledger.objectstore).
+    for store in _stores.values():
+        if not store.is_local:
+            store._fs = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_clients_after_fork)

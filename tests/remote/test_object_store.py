@@ -1,0 +1,206 @@
+"""The core store-level behaviour, on a local directory and on an S3 bucket alike."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from click.testing import CliRunner
+
+import ledger
+from ledger.analytics.engine import connect, fetch_frame, list_views, run_sql
+from ledger.cli import cli
+from ledger.errors import ConfigError
+from ledger.store import open_store
+
+
+def populate(uri: str) -> None:
+    """The same three runs as the ``populated_store`` fixture, in any store."""
+    with ledger.start_run(
+        "vision",
+        "sweep",
+        "a",
+        params={"lr": 0.1, "model": "resnet"},
+        tags={"team": "cv"},
+        store=uri,
+    ) as run:
+        for step in range(10):
+            run.log_metrics({"loss": 1 / (step + 1), "acc": 0.5 + 0.04 * step}, step=step)
+    with ledger.start_run(
+        "vision", "sweep", "b", params={"lr": 0.01, "model": "resnet"}, store=uri
+    ) as run:
+        for step in range(10):
+            run.log_metrics({"loss": 2 / (step + 1), "acc": 0.6}, step=step)
+        run.log_metric("acc", math.nan, step=10)
+    with (
+        pytest.raises(RuntimeError),
+        ledger.start_run(
+            "vision", "sweep", "c", params={"lr": 1.0, "model": "vit"}, store=uri
+        ) as run,
+    ):
+        for step in range(4):
+            run.log_metric("loss", 10.0 * step, step=step)
+        raise RuntimeError("diverged")
+    ledger.flush()
+
+
+def test_logging_round_trip(any_store_uri, tmp_path):
+    populate(any_store_uri)
+    runs = ledger.query("SELECT name, status, message FROM runs ORDER BY name", store=any_store_uri)
+    assert runs.rows() == [
+        ("a", "finished", None),
+        ("b", "finished", None),
+        ("c", "failed", "RuntimeError: diverged"),
+    ]
+    latest = ledger.query(
+        "SELECT r.name, l.value, l.step, l.n_points FROM latest_metrics l "
+        "JOIN runs r USING (run_id) WHERE key = 'acc' ORDER BY r.name",
+        store=any_store_uri,
+    ).rows()
+    assert latest[0][0] == "a" and latest[0][1] == pytest.approx(0.86) and latest[0][2] == 9
+    assert latest[1][0] == "b" and math.isnan(latest[1][1]) and latest[1][3] == 11
+    params = ledger.query(
+        "SELECT r.name, p.value FROM params p JOIN runs r USING (run_id) "
+        "WHERE p.key = 'lr' ORDER BY r.name",
+        store=any_store_uri,
+    ).rows()
+    assert params == [("a", "0.1"), ("b", "0.01"), ("c", "1.0")]
+    assert ledger.query("SELECT count(*) FROM metrics", store=any_store_uri).item() == 45
+
+
+def test_artifacts_round_trip(any_store_uri, tmp_path):
+    source = tmp_path / "model.bin"
+    source.write_bytes(os.urandom(3 << 20))  # larger than one read chunk
+    with ledger.start_run("vision", "sweep", "art", store=any_store_uri) as run:
+        run.log_artifact(str(source), artifact_path="models")
+        run.log_text("hello", "notes.txt")
+    rows = ledger.query(
+        "SELECT path, size, uri FROM artifacts ORDER BY path", store=any_store_uri
+    ).rows()
+    assert [row[:2] for row in rows] == [("models/model.bin", 3 << 20), ("notes.txt", 5)]
+    store = open_store(any_store_uri)
+    copy = store.get_artifact(rows[0][2], str(tmp_path / "back" / "model.bin"))
+    assert open(copy, "rb").read() == source.read_bytes()
+    # Content addressing: the same bytes again are not uploaded twice.
+    assert len(store.list_files(store.path("artifacts"))) == 2
+
+
+def test_views_have_the_same_columns_everywhere(any_store_uri, store_path):
+    remote = list_views(any_store_uri)
+    local = list_views(str(store_path) + "-reference")
+    assert remote.rows() == local.rows()
+    assert ledger.query("SELECT count(*) FROM runs", store=any_store_uri).item() == 0
+
+
+def test_a_long_lived_connection_sees_new_files_on_each_query(any_store_uri):
+    populate(any_store_uri)
+    con = connect(any_store_uri)
+    try:
+        assert run_sql(con, "SELECT count(*) AS n FROM runs").item() == 3
+        with ledger.start_run("vision", "sweep", "d", store=any_store_uri) as run:
+            run.log_metric("loss", 1.0, step=0)
+        ledger.flush()
+        assert run_sql(con, "SELECT count(*) AS n FROM runs").item() == 4
+        assert fetch_frame(con, "SELECT count(*) AS n FROM metrics").item() == 46
+    finally:
+        con.close()
+
+
+def test_cli_query_and_runs(any_store_uri):
+    populate(any_store_uri)
+    runner = CliRunner()
+    result = runner.invoke(
+        cli,
+        [
+            "query",
+            "--store",
+            any_store_uri,
+            "--format",
+            "csv",
+            "SELECT name, status FROM runs ORDER BY name",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["name,status", "a,finished", "b,finished", "c,failed"]
+
+
+def test_store_file_helpers(any_store_uri):
+    store = open_store(any_store_uri)
+    target = store.path("scratch", "one.json")
+    store.write_bytes(target, b"{}")
+    assert store.read_bytes(target) == b"{}"
+    store.copy_file(target, store.path("scratch", "two.json"))
+    names = [info.base_name for info in store.list_files(store.path("scratch"))]
+    assert names == ["one.json", "two.json"]
+    store.delete_file(target)
+    store.delete_file(target)  # idempotent
+    store.delete_dir(store.path("scratch"))
+    assert store.list_files(store.path("scratch")) == []
+    with pytest.raises(FileNotFoundError):
+        store.read_bytes(target)
+
+
+def test_store_config_is_read_from_the_bucket(any_store_uri):
+    store = open_store(any_store_uri)
+    store.write_bytes(store.path("ledger.toml"), b'[runs]\nstall_after = "7m"\n')
+    assert store.settings.stall_after == 420
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    import ledger
+
+    store, worker = sys.argv[1], int(sys.argv[2])
+    for r in range(5):
+        with ledger.start_run("fleet", "w", f"w{worker}-r{r}", params={"worker": worker},
+                              store=store) as run:
+            for step in range(200):
+                run.log_metrics({"loss": 1.0 / (step + 1), "acc": step / 200}, step=step)
+                if step % 50 == 0:
+                    ledger.flush()
+    """
+)
+
+
+@pytest.mark.slow
+def test_four_writer_processes_append_to_one_bucket(s3_store_uri, tmp_path):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    env = {**os.environ, "LEDGER_FLUSH_INTERVAL": "0.05"}
+    procs = [
+        subprocess.Popen([sys.executable, str(script), s3_store_uri, str(worker)], env=env)
+        for worker in range(4)
+    ]
+    seen = []
+    con = connect(s3_store_uri)
+    try:
+        while any(proc.poll() is None for proc in procs):
+            seen.append(run_sql(con, "SELECT count(*) FROM metrics").item())
+            time.sleep(0.2)
+        assert [proc.wait(timeout=120) for proc in procs] == [0, 0, 0, 0]
+        assert seen == sorted(seen), "a reader saw a count go down (torn or vanished file)"
+        totals = run_sql(
+            con,
+            "SELECT count(*) AS points, count(DISTINCT run_id) AS runs, "
+            "count(DISTINCT (run_id, key, step)) AS distinct_points FROM metrics",
+        ).row(0)
+    finally:
+        con.close()
+    assert totals == (4 * 5 * 200 * 2, 20, 4 * 5 * 200 * 2)
+    statuses = ledger.query(
+        "SELECT status, count(*) FROM runs GROUP BY 1", store=s3_store_uri
+    ).rows()
+    assert statuses == [("finished", 20)]
+
+
+def test_unsupported_uri_scheme_is_a_clear_error():
+    with pytest.raises(ConfigError, match="Unsupported store URI 'gs://b/p'"):
+        open_store("gs://b/p")
+    with pytest.raises(ConfigError, match="names no bucket"):
+        open_store("s3:///prefix")
