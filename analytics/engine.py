@@ -120,7 +120,7 @@ def refresh_sources(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> N
                     state.sources,
                 )
             )
-        for (name, _, _), dataset in zip(state.sources, datasets):
+        for (name, _, _), dataset in zip(state.sources, datasets, strict=True):
             con.register(name, dataset)
         state.listed_at = time.monotonic()
 

@@ -23,6 +23,7 @@ against a bucket unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -386,20 +387,16 @@ class Store:
 
     def delete_file(self, path: str) -> None:
         """Delete one file; a missing file is not an error (deletes are retried)."""
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(path)
-        except FileNotFoundError:
-            pass
 
     def delete_dir(self, path: str) -> None:
         """Delete a directory (a key prefix remotely) and everything under it."""
         import pyarrow.fs as pafs
 
         if self.fs.get_file_info(path).type != pafs.FileType.NotFound or not self.is_local:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 self.fs.delete_dir(path)
-            except FileNotFoundError:
-                pass
 
     def copy_file(self, source: str, destination: str) -> None:
         """Copy within the store (server-side on S3; atomic like :meth:`write_bytes`)."""

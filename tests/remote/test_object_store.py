@@ -11,9 +11,9 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from ledger.analytics.engine import connect, fetch_frame, list_views, run_sql
 
 import ledger
-from ledger.analytics.engine import connect, fetch_frame, list_views, run_sql
 from ledger.cli import cli
 from ledger.errors import ConfigError
 from ledger.store import open_store
@@ -85,7 +85,8 @@ def test_artifacts_round_trip(any_store_uri, tmp_path):
     assert [row[:2] for row in rows] == [("models/model.bin", 3 << 20), ("notes.txt", 5)]
     store = open_store(any_store_uri)
     copy = store.get_artifact(rows[0][2], str(tmp_path / "back" / "model.bin"))
-    assert open(copy, "rb").read() == source.read_bytes()
+    with open(copy, "rb") as handle:
+        assert handle.read() == source.read_bytes()
     # Content addressing: the same bytes again are not uploaded twice.
     assert len(store.list_files(store.path("artifacts"))) == 2
 
