@@ -109,6 +109,10 @@ class Store:
             self.uri = f"{scheme}://{bucket}/{prefix}".rstrip("/")
             self.base = f"{bucket}/{prefix}".rstrip("/")
             self._fs = None
+            # Load pyarrow's S3 support now, not in the final flush at interpreter exit:
+            # it registers an atexit hook (refused once shutdown has begun), and loading
+            # it before the run API installs its exit flush makes S3 finalise after it.
+            import pyarrow.fs  # noqa: F401
         self._settings: Settings | None = None
         self._initialized = False
         self._lock = threading.Lock()

@@ -15,6 +15,11 @@ recorded on the affected runs, and the flusher retries with backoff.
 
 from __future__ import annotations
 
+# Loaded now because the final flush may run after interpreter shutdown has begun: the
+# first numpy->Arrow conversion makes pyarrow import pandas, which imports this module,
+# and at that point its threading atexit registration raises "can't register atexit
+# after shutdown" and the last flush of a short script is lost.
+import concurrent.futures.thread  # noqa: F401
 import logging
 import os
 import sys
