@@ -104,7 +104,13 @@ def generate(root: str, runs: int, points: int, seed: int = 7) -> dict[str, Any]
         failed = rng.random(count) < 0.08
         experiment = [f"exp-{(first + i) // 50 % 400:03d}" for i in range(count)]
 
-        def write(kind: str, columns: dict[str, Any], name: str = "part-0.parquet") -> None:
+        def write(
+            kind: str,
+            columns: dict[str, Any],
+            name: str = "part-0.parquet",
+            project: str = project,
+            day: dt.date = day,
+        ) -> None:
             nonlocal written
             schema = events.arrow_schema(kind)
             arrays = []
@@ -113,34 +119,48 @@ def generate(root: str, runs: int, points: int, seed: int = 7) -> dict[str, Any]
                 if value is None:
                     arrays.append(pa.nulls(len(next(iter(columns.values()))), field.type))
                 elif isinstance(value, (pa.Array, pa.ChunkedArray)):
-                    arrays.append(value if value.type == field.type or pa.types.is_dictionary(
-                        value.type) else value.cast(field.type))
+                    arrays.append(
+                        value
+                        if value.type == field.type or pa.types.is_dictionary(value.type)
+                        else value.cast(field.type)
+                    )
                 else:
                     arrays.append(pa.array(value, type=field.type))
             table = pa.Table.from_arrays(arrays, names=schema.names)
-            written += store.write_parquet(store.partition_dir(kind, project, day), name,
-                                           table, kind)
+            written += store.write_parquet(
+                store.partition_dir(kind, project, day), name, table, kind
+            )
 
         index = np.arange(count)
         # runs: started + finished/failed
         both = np.concatenate([index, index])
         event = ["started"] * count + ["failed" if f else "finished" for f in failed]
-        write("runs", {
-            "event_id": pa.array([f"{i:032x}" for i in range(2 * first, 2 * first + 2 * count)]),
-            "run_id": pa.DictionaryArray.from_arrays(pa.array(both, pa.int32()), id_dict),
-            "ts": pa.array(np.concatenate([start_us, start_us + duration_us]), utc),
-            "writer_id": pa.array([writer] * (2 * count)),
-            "event": pa.array(event),
-            "experiment": pa.array(experiment + [None] * count, pa.string()),
-            "name": pa.array([f"run-{first + i}" for i in range(count)] + [None] * count,
-                             pa.string()),
-            "user": pa.array(["bench"] * count + [None] * count, pa.string()),
-            "host": pa.array([f"node-{part % 16:02d}"] * count + [None] * count, pa.string()),
-            "message": pa.array([None] * count + [
-                "RuntimeError: diverged" if f else None for f in failed], pa.string()),
-            "exit_code": pa.array(np.concatenate([np.full(count, -1), failed.astype(np.int64)]),
-                                  mask=np.concatenate([np.ones(count, bool), np.zeros(count, bool)])),
-        })
+        write(
+            "runs",
+            {
+                "event_id": pa.array(
+                    [f"{i:032x}" for i in range(2 * first, 2 * first + 2 * count)]
+                ),
+                "run_id": pa.DictionaryArray.from_arrays(pa.array(both, pa.int32()), id_dict),
+                "ts": pa.array(np.concatenate([start_us, start_us + duration_us]), utc),
+                "writer_id": pa.array([writer] * (2 * count)),
+                "event": pa.array(event),
+                "experiment": pa.array(experiment + [None] * count, pa.string()),
+                "name": pa.array(
+                    [f"run-{first + i}" for i in range(count)] + [None] * count, pa.string()
+                ),
+                "user": pa.array(["bench"] * count + [None] * count, pa.string()),
+                "host": pa.array([f"node-{part % 16:02d}"] * count + [None] * count, pa.string()),
+                "message": pa.array(
+                    [None] * count + ["RuntimeError: diverged" if f else None for f in failed],
+                    pa.string(),
+                ),
+                "exit_code": pa.array(
+                    np.concatenate([np.full(count, -1), failed.astype(np.int64)]),
+                    mask=np.concatenate([np.ones(count, bool), np.zeros(count, bool)]),
+                ),
+            },
+        )
         # params: 10 per run
         lr = 10 ** rng.uniform(-5, -1, count)
         values = {
@@ -155,47 +175,70 @@ def generate(root: str, runs: int, points: int, seed: int = 7) -> dict[str, Any]
             "warmup": [str(v) for v in rng.integers(0, 2_000, count)],
             "model": list(rng.choice(["resnet50", "vit-b16", "convnext", "mlp"], count)),
         }
-        types = {"optimizer": "str", "model": "str", "lr": "float", "dropout": "float",
-                 "weight_decay": "float"}
+        types = {
+            "optimizer": "str",
+            "model": "str",
+            "lr": "float",
+            "dropout": "float",
+            "weight_decay": "float",
+        }
         keys = list(values)
-        write("params", {
-            "event_id": pa.array([f"{first * 10 + i:031x}p" for i in range(count * len(keys))]),
-            "run_id": pa.DictionaryArray.from_arrays(
-                pa.array(np.repeat(index, len(keys)), pa.int32()), id_dict),
-            "ts": pa.array(np.repeat(start_us, len(keys)), utc),
-            "writer_id": pa.array([writer] * (count * len(keys))),
-            "key": pa.array(keys * count),
-            "value": pa.array([values[key][i] for i in range(count) for key in keys]),
-            "value_type": pa.array([types.get(key, "int") for _ in range(count) for key in keys]),
-        })
+        write(
+            "params",
+            {
+                "event_id": pa.array([f"{first * 10 + i:031x}p" for i in range(count * len(keys))]),
+                "run_id": pa.DictionaryArray.from_arrays(
+                    pa.array(np.repeat(index, len(keys)), pa.int32()), id_dict
+                ),
+                "ts": pa.array(np.repeat(start_us, len(keys)), utc),
+                "writer_id": pa.array([writer] * (count * len(keys))),
+                "key": pa.array(keys * count),
+                "value": pa.array([values[key][i] for i in range(count) for key in keys]),
+                "value_type": pa.array(
+                    [types.get(key, "int") for _ in range(count) for key in keys]
+                ),
+            },
+        )
         # tags: 2 per run
-        write("tags", {
-            "event_id": pa.array([f"{first * 2 + i:031x}t" for i in range(count * 2)]),
-            "run_id": pa.DictionaryArray.from_arrays(
-                pa.array(np.repeat(index, 2), pa.int32()), id_dict),
-            "ts": pa.array(np.repeat(start_us, 2), utc),
-            "writer_id": pa.array([writer] * (count * 2)),
-            "key": pa.array(["team", "stage"] * count),
-            "value": pa.array([value for i in range(count)
-                               for value in (f"team-{i % 7}", "dev" if i % 3 else "prod")]),
-        })
+        write(
+            "tags",
+            {
+                "event_id": pa.array([f"{first * 2 + i:031x}t" for i in range(count * 2)]),
+                "run_id": pa.DictionaryArray.from_arrays(
+                    pa.array(np.repeat(index, 2), pa.int32()), id_dict
+                ),
+                "ts": pa.array(np.repeat(start_us, 2), utc),
+                "writer_id": pa.array([writer] * (count * 2)),
+                "key": pa.array(["team", "stage"] * count),
+                "value": pa.array(
+                    [
+                        value
+                        for i in range(count)
+                        for value in (f"team-{i % 7}", "dev" if i % 3 else "prod")
+                    ]
+                ),
+            },
+        )
         # costs: one estimate per run
         hours = duration_us / 3.6e9
         energy = hours * rng.uniform(0.05, 0.4, count)
-        write("costs", {
-            "event_id": pa.array([f"{first + i:031x}c" for i in range(count)]),
-            "run_id": pa.DictionaryArray.from_arrays(pa.array(index, pa.int32()), id_dict),
-            "ts": pa.array(start_us + duration_us, utc),
-            "writer_id": pa.array([writer] * count),
-            "kind": pa.array(["compute"] * count),
-            "source": pa.array(["price-table"] * count),
-            "cost_usd": pa.array(hours * 0.096),
-            "energy_kwh": pa.array(energy),
-            "cpu_energy_kwh": pa.array(energy * 0.7),
-            "ram_energy_kwh": pa.array(energy * 0.3),
-            "emissions_kg": pa.array(energy * 0.233),
-            "measured": pa.array(np.zeros(count, bool)),
-        })
+        write(
+            "costs",
+            {
+                "event_id": pa.array([f"{first + i:031x}c" for i in range(count)]),
+                "run_id": pa.DictionaryArray.from_arrays(pa.array(index, pa.int32()), id_dict),
+                "ts": pa.array(start_us + duration_us, utc),
+                "writer_id": pa.array([writer] * count),
+                "kind": pa.array(["compute"] * count),
+                "source": pa.array(["price-table"] * count),
+                "cost_usd": pa.array(hours * 0.096),
+                "energy_kwh": pa.array(energy),
+                "cpu_energy_kwh": pa.array(energy * 0.7),
+                "ram_energy_kwh": pa.array(energy * 0.3),
+                "emissions_kg": pa.array(energy * 0.233),
+                "measured": pa.array(np.zeros(count, bool)),
+            },
+        )
         # metrics: sorted by run, key, step (the order compaction writes)
         n_keys = len(METRIC_KEYS)
         rows = count * n_keys * steps
@@ -206,24 +249,34 @@ def generate(root: str, runs: int, points: int, seed: int = 7) -> dict[str, Any]
         progress = 1 - np.exp(-(step + 1) / max(1.0, steps / 5))
         noise = rng.normal(0, 0.01, rows)
         value = np.where(
-            key_index == 0, quality * progress + noise,
-            np.where(key_index == 3, 1e-3 * (1 - step / max(1, steps)),
-                     (1.1 - quality) / progress + noise),
+            key_index == 0,
+            quality * progress + noise,
+            np.where(
+                key_index == 3,
+                1e-3 * (1 - step / max(1, steps)),
+                (1.1 - quality) / progress + noise,
+            ),
         )
         ts = np.repeat(start_us, n_keys * steps) + step * 1_000_000 + key_index
-        write("metrics", {
-            "run_id": pa.DictionaryArray.from_arrays(pa.array(run_index), id_dict),
-            "key": pa.DictionaryArray.from_arrays(pa.array(key_index), pa.array(METRIC_KEYS)),
-            "value": pa.array(value),
-            "step": pa.array(step),
-            "ts": pa.array(ts, utc),
-            "writer_id": pa.DictionaryArray.from_arrays(
-                pa.array(np.zeros(rows, np.int32)), pa.array([writer])),
-            "seq": pa.array(np.arange(rows, dtype=np.int64)),
-        })
+        write(
+            "metrics",
+            {
+                "run_id": pa.DictionaryArray.from_arrays(pa.array(run_index), id_dict),
+                "key": pa.DictionaryArray.from_arrays(pa.array(key_index), pa.array(METRIC_KEYS)),
+                "value": pa.array(value),
+                "step": pa.array(step),
+                "ts": pa.array(ts, utc),
+                "writer_id": pa.DictionaryArray.from_arrays(
+                    pa.array(np.zeros(rows, np.int32)), pa.array([writer])
+                ),
+                "seq": pa.array(np.arange(rows, dtype=np.int64)),
+            },
+        )
         if part % 20 == 0:
-            log(f"  partition {part + 1}/{partitions}: {written / 2**30:.2f} GiB, "
-                f"{time.perf_counter() - started:.0f} s")
+            log(
+                f"  partition {part + 1}/{partitions}: {written / 2**30:.2f} GiB, "
+                f"{time.perf_counter() - started:.0f} s"
+            )
     return {
         "runs": runs,
         "points": runs * len(METRIC_KEYS) * steps,
@@ -268,15 +321,27 @@ SQL = {
 # Library calls other areas provide; tried in order, SQL above when none fits.
 CANDIDATES: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
     "leaderboard": [
-        ("ledger.analytics.leaderboard", "leaderboard",
-         {"metric": "val_acc", "mode": "max", "limit": 10, "project": "vision",
-          "where": "params.optimizer = 'adam'"}),
+        (
+            "ledger.analytics.leaderboard",
+            "leaderboard",
+            {
+                "metric": "val_acc",
+                "mode": "max",
+                "limit": 10,
+                "project": "vision",
+                "where": "params.optimizer = 'adam'",
+            },
+        ),
     ],
-    "diff": [("ledger.analytics.diff", "diff", {"runs": ["$a", "$b"]}),
-             ("ledger.analytics.diff", "diff_runs", {"runs": ["$a", "$b"]})],
+    "diff": [
+        ("ledger.analytics.diff", "diff", {"runs": ["$a", "$b"]}),
+        ("ledger.analytics.diff", "diff_runs", {"runs": ["$a", "$b"]}),
+    ],
     "cost report": [("ledger.analytics.costs", "report", {"by": "project"})],
-    "status": [("ledger.analytics.status", "status", {}),
-               ("ledger.analytics.monitor", "status", {})],
+    "status": [
+        ("ledger.analytics.status", "status", {}),
+        ("ledger.analytics.monitor", "status", {}),
+    ],
 }
 
 
@@ -292,8 +357,11 @@ def measure(root: str, question: str, repeat: int, a: str, b: str) -> dict[str, 
         except (ImportError, AttributeError):
             continue
         parameters = inspect.signature(function).parameters
-        bound = {key: ([a if v == "$a" else b for v in value] if key == "runs" else value)
-                 for key, value in kwargs.items() if key in parameters}
+        bound = {
+            key: ([a if v == "$a" else b for v in value] if key == "runs" else value)
+            for key, value in kwargs.items()
+            if key in parameters
+        }
         if "store" in parameters:
             bound["store"] = root
         try:
@@ -338,8 +406,9 @@ def du(path: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_RUNS:,} runs, "
-                        f"{QUICK_POINTS:,} points")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_RUNS:,} runs, {QUICK_POINTS:,} points"
+    )
     parser.add_argument("--runs", type=int, help=f"runs (full default {FULL_RUNS:,})")
     parser.add_argument("--points", type=int, help=f"metric points (full default {FULL_POINTS:,})")
     parser.add_argument("--store", help="where to build the store (kept and reused)")
@@ -379,14 +448,35 @@ def main(argv: list[str] | None = None) -> int:
     for question in SQL:
         log(f"timing {question}")
         done = subprocess.run(
-            [sys.executable, __file__, "--measure", question, "--store", root,
-             "--runs", str(runs), "--points", str(points), "--repeat", str(args.repeat)],
-            capture_output=True, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--measure",
+                question,
+                "--store",
+                root,
+                "--runs",
+                str(runs),
+                "--points",
+                str(points),
+                "--repeat",
+                str(args.repeat),
+            ],
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0:
             log(done.stderr[-2000:])
-            results.append({"question": question, "used": "failed", "cold_s": float("nan"),
-                            "warm_s": float("nan"), "rows": 0, "peak_rss_mb": float("nan")})
+            results.append(
+                {
+                    "question": question,
+                    "used": "failed",
+                    "cold_s": float("nan"),
+                    "warm_s": float("nan"),
+                    "rows": 0,
+                    "peak_rss_mb": float("nan"),
+                }
+            )
             continue
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -395,22 +485,33 @@ def main(argv: list[str] | None = None) -> int:
     print("| question | cold (new process) | warm (median) | peak RSS | rows | computed by |")
     print("|---|---:|---:|---:|---:|---|")
     for r in results:
-        print(f"| {r['question']} | {r['cold_s']:.2f} s | {r['warm_s']:.2f} s | "
-              f"{r['peak_rss_mb']:,.0f} MB | {r['rows']} | {r['used']} |")
+        print(
+            f"| {r['question']} | {r['cold_s']:.2f} s | {r['warm_s']:.2f} s | "
+            f"{r['peak_rss_mb']:,.0f} MB | {r['rows']} | {r['used']} |"
+        )
     print()
-    print(f"- Store: {manifest['runs']:,} runs in {len(PROJECTS)} projects x {DAYS} days, "
-          f"{len(METRIC_KEYS)} metrics x {manifest['steps']} steps per run = "
-          f"{manifest['points']:,} points; 10 params, 2 tags, 2 run events and 1 cost row "
-          "per run. One file per kind and partition, sorted by run/key/step (the layout "
-          "compaction leaves).")
-    print(f"- On disk: {disk / 2**30:.2f} GiB ({disk / manifest['points']:.2f} bytes per "
-          "metric point, all kinds included)."
-          + (f" Generated in {manifest['seconds']:.0f} s." if fresh else
-             " (Store reused from an earlier run; generation not re-timed.)"))
-    print("- Cold = first call in a fresh Python process (imports, connect, view creation, "
-          "query); warm = median of the next calls in that process, each with a new "
-          "connection. Peak RSS is that process's maximum resident set (Python, DuckDB "
-          "and the result).")
+    print(
+        f"- Store: {manifest['runs']:,} runs in {len(PROJECTS)} projects x {DAYS} days, "
+        f"{len(METRIC_KEYS)} metrics x {manifest['steps']} steps per run = "
+        f"{manifest['points']:,} points; 10 params, 2 tags, 2 run events and 1 cost row "
+        "per run. One file per kind and partition, sorted by run/key/step (the layout "
+        "compaction leaves)."
+    )
+    print(
+        f"- On disk: {disk / 2**30:.2f} GiB ({disk / manifest['points']:.2f} bytes per "
+        "metric point, all kinds included)."
+        + (
+            f" Generated in {manifest['seconds']:.0f} s."
+            if fresh
+            else " (Store reused from an earlier run; generation not re-timed.)"
+        )
+    )
+    print(
+        "- Cold = first call in a fresh Python process (imports, connect, view creation, "
+        "query); warm = median of the next calls in that process, each with a new "
+        "connection. Peak RSS is that process's maximum resident set (Python, DuckDB "
+        "and the result)."
+    )
     print("- Targets (issue 9): every interactive query < 2 s on 2 cores, peak memory < 4 GB.")
     return 0
 

@@ -67,7 +67,9 @@ def machine_info() -> list[tuple[str, str]]:
     try:
         commit = subprocess.run(
             ["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
@@ -100,7 +102,11 @@ def run_one(path: str, quick: bool, timeout: float) -> dict[str, object]:
     started = time.perf_counter()
     try:
         done = subprocess.run(
-            command, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+            command,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")},
         )
         status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
@@ -112,8 +118,13 @@ def run_one(path: str, quick: bool, timeout: float) -> dict[str, object]:
     seconds = time.perf_counter() - started
     sys.stderr.write(stderr[-4000:] if status != "ok" else "")
     print(f"    {status} in {seconds:.1f} s", file=sys.stderr)
-    return {"name": os.path.basename(path)[: -len(".py")], "status": status,
-            "seconds": seconds, "stdout": stdout.strip(), "stderr": stderr.strip()}
+    return {
+        "name": os.path.basename(path)[: -len(".py")],
+        "status": status,
+        "seconds": seconds,
+        "stdout": stdout.strip(),
+        "stderr": stderr.strip(),
+    }
 
 
 def render(results: list[dict[str, object]], quick: bool) -> str:
@@ -121,7 +132,8 @@ def render(results: list[dict[str, object]], quick: bool) -> str:
         "# Benchmark results",
         "",
         "Written by `make bench` (`python benchmarks/run_all.py"
-        + (" --quick" if quick else "") + "`); do not edit by hand.",
+        + (" --quick" if quick else "")
+        + "`); do not edit by hand.",
         f"Mode: **{'quick' if quick else 'full'}**.",
         "",
         "## Machine",
@@ -154,10 +166,14 @@ def update_readme(results: list[dict[str, object]], quick: bool) -> bool:
     if BEGIN not in text or END not in text:
         return False
     info = dict(machine_info())
-    block = [BEGIN, "",
-             f"Measured {info['date (UTC)']} UTC on {info['CPU']}, {info['memory']} "
-             f"({'quick' if quick else 'full'} mode); details in "
-             "[benchmarks/RESULTS.md](benchmarks/RESULTS.md).", ""]
+    block = [
+        BEGIN,
+        "",
+        f"Measured {info['date (UTC)']} UTC on {info['CPU']}, {info['memory']} "
+        f"({'quick' if quick else 'full'} mode); details in "
+        "[benchmarks/RESULTS.md](benchmarks/RESULTS.md).",
+        "",
+    ]
     for result in results:
         table = first_table(str(result["stdout"]))
         if result["status"] == "ok" and table:

@@ -31,11 +31,13 @@ import os, sys, numpy as np, ledger
 
 store, worker, trials = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(worker)
-x = rng.normal(size=(2000, 8)); w_true = rng.normal(size=8); y = x @ w_true + rng.normal(0, 0.5, 2000)
+x = rng.normal(size=(2000, 8))
+y = x @ rng.normal(size=8) + rng.normal(0, 0.5, 2000)
 for trial in range(trials):
     lr = float(10 ** rng.uniform(-3, -0.5))
     params = {"lr": lr, "batch": int(rng.choice([32, 64, 128])), "host": f"worker-{worker}"}
-    with ledger.start_run("demo", "linreg", f"w{worker}-t{trial}", params=params, store=store) as run:
+    name = f"w{worker}-t{trial}"
+    with ledger.start_run("demo", "linreg", name, params=params, store=store) as run:
         w = np.zeros(8)
         for step in range(60):
             batch = rng.integers(0, 2000, params["batch"])
@@ -61,8 +63,11 @@ def start_local_bucket() -> tuple[subprocess.Popen[bytes], str]:
     binary = shutil.which("moto_server", path=os.path.dirname(sys.executable))
     if binary is None:
         sys.exit("moto_server not found: pip install 'moto[server]', or pass --store s3://...")
-    server = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [binary, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -70,13 +75,22 @@ def start_local_bucket() -> tuple[subprocess.Popen[bytes], str]:
             break
         except OSError:
             time.sleep(0.1)
-    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="demo",
-                      AWS_SECRET_ACCESS_KEY="demo", AWS_REGION="us-east-1")
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="demo",
+        AWS_SECRET_ACCESS_KEY="demo",
+        AWS_REGION="us-east-1",
+    )
     import pyarrow.fs as pafs
 
-    pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http", access_key="demo",
-                      secret_key="demo", region="us-east-1",
-                      allow_bucket_creation=True).create_dir("ledger-demo")
+    pafs.S3FileSystem(
+        endpoint_override=f"127.0.0.1:{port}",
+        scheme="http",
+        access_key="demo",
+        secret_key="demo",
+        region="us-east-1",
+        allow_bucket_creation=True,
+    ).create_dir("ledger-demo")
     return server, "s3://ledger-demo/team"
 
 
@@ -107,7 +121,7 @@ def main() -> int:
                 "SELECT count(DISTINCT run_id) AS runs, count(*) AS points FROM metrics",
                 store=store,
             ).row(0)
-            print(f"\n{running} workers running; {counts[0]} runs, {counts[1]} points in the bucket")
+            print(f"\n{running} workers running; {counts[0]} runs, {counts[1]} points stored")
             print(board)
             if not running:
                 break
