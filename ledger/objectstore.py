@@ -208,6 +208,19 @@ def _profile_settings(profile: str) -> dict[str, str]:
     return found
 
 
+_remembered: list[dict[str, Any]] = []
+
+
+def remember_config(config: dict[str, Any]) -> None:
+    """Make a store's ``[stores."..."]`` tables apply to every bucket opened later.
+
+    Called when a local store reads its ``ledger.toml``, so an archive bucket it names
+    is reachable with the settings written next to it.
+    """
+    if config.get("stores") and config not in _remembered:
+        _remembered.append(config)
+
+
 def resolve_options(uri: str, extra_config: dict[str, Any] | None = None) -> S3Options:
     """The connection settings for ``uri`` (see the module docstring for precedence).
 
@@ -216,7 +229,7 @@ def resolve_options(uri: str, extra_config: dict[str, Any] | None = None) -> S3O
             does not exist.
     """
     split_uri(uri)
-    section = store_section(uri, _load_toml(client_config_path()), extra_config or {})
+    section = store_section(uri, _load_toml(client_config_path()), *_remembered, extra_config or {})
     environ = os.environ
     named_profile = section.get("profile")
     profile_name = named_profile or environ.get("AWS_PROFILE") or "default"

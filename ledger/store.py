@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING, Any
 from ledger import events
 from ledger.config import CONFIG_FILE, Settings, load_config_file, settings_from
 from ledger.errors import ConfigError, StoreError
-from ledger.objectstore import filesystem_for, is_object_uri, resolve_options, split_uri
+from ledger.objectstore import (
+    filesystem_for,
+    is_object_uri,
+    remember_config,
+    resolve_options,
+    split_uri,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -169,7 +175,9 @@ class Store:
     def read_config(self) -> dict[str, Any]:
         """The parsed ``ledger.toml`` at the store root ({} when absent)."""
         if self.is_local:
-            return load_config_file(self.path(CONFIG_FILE))
+            config = load_config_file(self.path(CONFIG_FILE))
+            remember_config(config)
+            return config
         import sys
 
         if sys.version_info >= (3, 11):
@@ -401,6 +409,68 @@ class Store:
         if self.fs.get_file_info(path).type != pafs.FileType.NotFound or not self.is_local:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.delete_dir(path)
+
+    def file_info(self, path: str) -> pafs.FileInfo | None:
+        """Size and modification time of a file (``None`` when there is none)."""
+        import pyarrow.fs as pafs
+
+        info = self.fs.get_file_info(path)
+        return info if info.type == pafs.FileType.File else None
+
+    def open_input(self, path: str) -> Any:
+        """A readable binary stream of a file (a context manager; no full download).
+
+        Raises:
+            FileNotFoundError: when there is no such file.
+        """
+        return self.fs.open_input_stream(path)
+
+    def put_file(self, local_path: str, path: str) -> None:
+        """Upload (or copy) a local file to ``path`` atomically, streaming it."""
+        if self.is_local:
+            directory, name = os.path.split(path)
+            os.makedirs(directory, exist_ok=True)
+            tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
+            try:
+                shutil.copyfile(local_path, tmp)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            return
+        # A multipart upload is published only when it completes, so a large file is
+        # as atomic as a single PUT.
+        with open(local_path, "rb") as src, self.fs.open_output_stream(path) as sink:
+            shutil.copyfileobj(src, sink, _HASH_CHUNK)
+
+    def transfer(self, path: str, destination: Store, destination_path: str) -> None:
+        """Copy one file from this store to another (e.g. a hot tier to an archive bucket).
+
+        The file appears at the destination all at once (rename locally, one upload
+        remotely); the source is left in place, deleting it is the caller's next step.
+        """
+        if destination is self:
+            self.copy_file(path, destination_path)
+            return
+        if destination.is_local:
+            directory, name = os.path.split(destination_path)
+            os.makedirs(directory, exist_ok=True)
+            tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
+            try:
+                with self.open_input(path) as src, open(tmp, "wb") as sink:
+                    while chunk := src.read(_HASH_CHUNK):
+                        sink.write(chunk)
+                os.replace(tmp, destination_path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            return
+        with (
+            self.open_input(path) as src,
+            destination.fs.open_output_stream(destination_path) as sink,
+        ):
+            while chunk := src.read(_HASH_CHUNK):
+                sink.write(chunk)
 
     def copy_file(self, source: str, destination: str) -> None:
         """Copy within the store (server-side on S3; atomic like :meth:`write_bytes`)."""

@@ -146,6 +146,22 @@ def test_store_file_helpers(any_store_uri):
         store.read_bytes(target)
 
 
+@pytest.mark.parametrize("direction", ["to-s3", "from-s3"])
+def test_transfer_between_a_local_store_and_a_bucket(direction, store_path, s3_store_uri, tmp_path):
+    local, bucket = open_store(store_path), open_store(s3_store_uri)
+    source, target = (local, bucket) if direction == "to-s3" else (bucket, local)
+    payload = os.urandom((1 << 20) + 17)
+    upload = tmp_path / "payload.bin"
+    upload.write_bytes(payload)
+    source.put_file(str(upload), source.path("tier", "payload.bin"))
+    source.transfer(source.path("tier", "payload.bin"), target, target.path("cold", "p.bin"))
+    info = target.file_info(target.path("cold", "p.bin"))
+    assert info is not None and info.size == len(payload)
+    with target.open_input(target.path("cold", "p.bin")) as handle:
+        assert handle.read() == payload
+    assert target.file_info(target.path("cold", "missing.bin")) is None
+
+
 def test_store_config_is_read_from_the_bucket(any_store_uri):
     store = open_store(any_store_uri)
     store.write_bytes(store.path("ledger.toml"), b'[runs]\nstall_after = "7m"\n')

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import ledger
@@ -108,3 +110,19 @@ def test_a_store_reached_only_through_the_client_config(s3_server, s3_store_uri,
     assert ledger.query("SELECT name, status FROM runs", store=s3_store_uri).rows() == [
         ("configured", "finished")
     ]
+
+
+def test_a_local_store_config_reaches_its_archive_bucket(s3_server, clean_aws, store_path):
+    from ledger.store import open_store
+
+    os.makedirs(store_path, exist_ok=True)
+    with open(os.path.join(store_path, "ledger.toml"), "w") as handle:
+        handle.write(
+            f'[stores."s3://ledger-test/archive-tier"]\nendpoint_url = "{s3_server}"\n'
+            'access_key_id = "testing"\nsecret_access_key = "testing"\n'
+        )
+    hot = open_store(store_path)
+    assert hot.settings.raw["stores"]
+    archive = open_store(f"s3://ledger-test/archive-tier/{os.path.basename(store_path)}")
+    archive.write_bytes(archive.path("hello.txt"), b"cold")
+    assert archive.read_bytes(archive.path("hello.txt")) == b"cold"
