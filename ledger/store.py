@@ -211,7 +211,7 @@ class Store:
                     directory = self.path("events", kind, SCHEMA_PARTITION)
                     if not self.exists(self.path("events", kind, SCHEMA_PARTITION, name)):
                         self.write_parquet(directory, name, events.arrow_schema(kind).empty_table())
-            except OSError as exc:
+            except (OSError, StoreError) as exc:
                 raise StoreError(f"Cannot initialise store at {self.uri}: {exc}") from exc
             self._initialized = True
 

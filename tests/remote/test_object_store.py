@@ -221,3 +221,10 @@ def test_unsupported_uri_scheme_is_a_clear_error():
         open_store("gs://b/p")
     with pytest.raises(ConfigError, match="names no bucket"):
         open_store("s3:///prefix")
+
+
+def test_a_missing_bucket_is_a_clear_error(s3_server):
+    from ledger.errors import StoreError
+
+    with pytest.raises(StoreError, match=r"Cannot initialise store at s3://no-such-bucket/x"):
+        ledger.query("SELECT count(*) FROM runs", store="s3://no-such-bucket/x")
