@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 SCHEMA_PARTITION = "project=__schema__/date=1970-01-01"
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _HASH_CHUNK = 1 << 20
+_SINGLE_PUT_MAX = 64 << 20  # larger uploads go through a temp key (see Store._put_stream)
 
 # Per-kind Parquet encodings: deltas make steps/timestamps/sequence numbers nearly free,
 # byte-stream-split helps zstd on smooth float curves (bytes/point target in README).
@@ -280,8 +281,8 @@ class Store:
             shutil.copyfile(local_path, tmp)
             os.replace(tmp, target)
         else:
-            with open(local_path, "rb") as src, self.fs.open_output_stream(target) as sink:
-                shutil.copyfileobj(src, sink, _HASH_CHUNK)
+            with open(local_path, "rb") as src:
+                self._put_stream(src, target, size)
         return sha, size, relative
 
     def get_artifact(self, uri: str, destination: str) -> str:
@@ -351,6 +352,30 @@ class Store:
                 sink.write(data)
         except OSError as exc:
             raise StoreError(f"Cannot write {self.uri_of(path)}: {exc}") from exc
+
+    def _put_stream(self, source: Any, path: str, size: int) -> None:
+        """Upload a readable binary stream to ``path`` so that it appears all at once.
+
+        pyarrow's S3 output stream publishes whatever it holds when closed, even after an
+        error, and cannot abort. Files up to ``_SINGLE_PUT_MAX`` are read whole and sent
+        as one PUT; larger ones are uploaded under a hidden temp key, then copied
+        server-side to the final key (one request) and the temp key deleted, so a failed
+        upload never leaves a short file under a real name.
+        """
+        if 0 <= size <= _SINGLE_PUT_MAX:
+            self._put(path, source.read())
+            return
+        directory, _, name = path.rpartition("/")
+        tmp = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
+        try:
+            with self.fs.open_output_stream(tmp) as sink:
+                while chunk := source.read(_HASH_CHUNK):
+                    sink.write(chunk)
+            self.fs.copy_file(tmp, path)
+        except OSError as exc:
+            raise StoreError(f"Cannot write {self.uri_of(path)}: {exc}") from exc
+        finally:
+            self.delete_file(tmp)
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write a whole file atomically (temp + rename locally, one PUT remotely)."""
@@ -438,10 +463,8 @@ class Store:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
             return
-        # A multipart upload is published only when it completes, so a large file is
-        # as atomic as a single PUT.
-        with open(local_path, "rb") as src, self.fs.open_output_stream(path) as sink:
-            shutil.copyfileobj(src, sink, _HASH_CHUNK)
+        with open(local_path, "rb") as src:
+            self._put_stream(src, path, os.fstat(src.fileno()).st_size)
 
     def transfer(self, path: str, destination: Store, destination_path: str) -> None:
         """Copy one file from this store to another (e.g. a hot tier to an archive bucket).
@@ -465,12 +488,9 @@ class Store:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
             return
-        with (
-            self.open_input(path) as src,
-            destination.fs.open_output_stream(destination_path) as sink,
-        ):
-            while chunk := src.read(_HASH_CHUNK):
-                sink.write(chunk)
+        info = self.file_info(path)
+        with self.open_input(path) as src:
+            destination._put_stream(src, destination_path, info.size if info else -1)
 
     def copy_file(self, source: str, destination: str) -> None:
         """Copy within the store (server-side on S3; atomic like :meth:`write_bytes`)."""

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 
+import pyarrow.fs as pafs
 import pytest
 from click.testing import CliRunner
 from ledger.analytics.engine import connect, fetch_frame, list_views, run_sql
@@ -147,7 +148,11 @@ def test_store_file_helpers(any_store_uri):
 
 
 @pytest.mark.parametrize("direction", ["to-s3", "from-s3"])
-def test_transfer_between_a_local_store_and_a_bucket(direction, store_path, s3_store_uri, tmp_path):
+def test_transfer_between_a_local_store_and_a_bucket(
+    direction, store_path, s3_store_uri, tmp_path, monkeypatch
+):
+    # Above this size uploads go through a temp key and a server-side copy.
+    monkeypatch.setattr("ledger.store._SINGLE_PUT_MAX", 4096)
     local, bucket = open_store(store_path), open_store(s3_store_uri)
     source, target = (local, bucket) if direction == "to-s3" else (bucket, local)
     payload = os.urandom((1 << 20) + 17)
@@ -160,6 +165,9 @@ def test_transfer_between_a_local_store_and_a_bucket(direction, store_path, s3_s
     with target.open_input(target.path("cold", "p.bin")) as handle:
         assert handle.read() == payload
     assert target.file_info(target.path("cold", "missing.bin")) is None
+    selector = pafs.FileSelector(bucket.base, recursive=True)
+    leftovers = [i.path for i in bucket.fs.get_file_info(selector) if i.path.endswith(".tmp")]
+    assert leftovers == []
 
 
 def test_store_config_is_read_from_the_bucket(any_store_uri):
