@@ -11,6 +11,7 @@ statements, so ``ledger query`` cannot change the store.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import weakref
@@ -65,16 +66,20 @@ _GLOB_TAIL = "/*/*/*.parquet"
 
 @dataclass
 class _RemoteSources:
-    """The object-store datasets registered on one connection, and when they were listed."""
+    """The object-store datasets registered on one connection, and when each was listed."""
 
     store: Store
     ttl: float
     sources: list[tuple[str, str, str]] = field(default_factory=list)  # (name, kind, glob)
-    listed_at: float = 0.0
+    listed_at: dict[str, float] = field(default_factory=dict)  # name -> monotonic time
+    view_deps: dict[str, set[str]] | None = None  # lower-case view -> names it mentions
+    connected_at: float | None = None  # set by connect(), cleared by the first query
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 _remote: dict[int, _RemoteSources] = {}
+_CONNECT_GRACE_S = 1.0
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def listing_ttl(store: Store) -> float:
@@ -99,30 +104,72 @@ def _remote_dataset(store: Store, kind: str, glob: str) -> Any:
     return kind_dataset(fs, kind_uri.split("://", 1)[1], kind)
 
 
-def refresh_sources(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> None:
+def _sources_used(
+    con: duckdb.DuckDBPyConnection, state: _RemoteSources, sql: str
+) -> list[tuple[str, str, str]]:
+    """The remote sources ``sql`` can reach through the views (an over-approximation).
+
+    Every word of the query and of the views it names, recursively, is treated as a
+    possible reference, so a query never misses a source; a stray column named like a
+    view only costs an extra listing.
+    """
+    if state.view_deps is None:
+        rows = con.execute(
+            "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal"
+        ).fetchall()
+        state.view_deps = {
+            str(name).lower(): {word.lower() for word in _WORD.findall(str(text or ""))}
+            for name, text in rows
+        }
+    seen: set[str] = set()
+    pending = [word.lower() for word in _WORD.findall(sql)]
+    while pending:
+        word = pending.pop()
+        if word in seen:
+            continue
+        seen.add(word)
+        pending.extend(state.view_deps.get(word, ()))
+    return [source for source in state.sources if source[0].lower() in seen]
+
+
+def refresh_sources(
+    con: duckdb.DuckDBPyConnection, sql: str | None = None, *, force: bool = False
+) -> None:
     """Re-list the object-store sources of ``con`` so new files become visible.
 
     A registered pyarrow dataset is a snapshot of the files listed when it was built;
-    this rebuilds every one (the kinds in parallel: one LIST per 1,000 files each) when
-    the last listing is older than :func:`listing_ttl`. No-op for local stores, whose
-    ``read_parquet`` globs are expanded by DuckDB on every query anyway.
+    this rebuilds the ones ``sql`` reads through the views (all of them without
+    ``sql``), in parallel, one LIST per 1,000 files each, when their listing is older
+    than :func:`listing_ttl`. The first query within a second of :func:`connect` uses
+    the listing ``connect`` just made (``ledger.query`` and every CLI command connect
+    and query at once). No-op for local stores, whose ``read_parquet`` globs DuckDB
+    expands on every query anyway.
     """
     state = _remote.get(id(con))
     if state is None:
         return
     with state.lock:
-        if not force and time.monotonic() - state.listed_at <= state.ttl:
+        now = time.monotonic()
+        connected_at, state.connected_at = state.connected_at, None
+        if not force and connected_at is not None and now - connected_at < _CONNECT_GRACE_S:
+            # The first query right after connect(): its listing is the one just made.
             return
-        with ThreadPoolExecutor(max_workers=min(8, len(state.sources)) or 1) as pool:
+        candidates = state.sources if sql is None else _sources_used(con, state, sql)
+        stale = [
+            source
+            for source in candidates
+            if force or now - state.listed_at.get(source[0], -1e18) > state.ttl
+        ]
+        if not stale:
+            return
+        with ThreadPoolExecutor(max_workers=min(8, len(stale))) as pool:
             datasets = list(
-                pool.map(
-                    lambda source: _remote_dataset(state.store, source[1], source[2]),
-                    state.sources,
-                )
+                pool.map(lambda source: _remote_dataset(state.store, source[1], source[2]), stale)
             )
-        for (name, _, _), dataset in zip(state.sources, datasets, strict=True):
+        listed = time.monotonic()
+        for (name, _, _), dataset in zip(stale, datasets, strict=True):
             con.register(name, dataset)
-        state.listed_at = time.monotonic()
+            state.listed_at[name] = listed
 
 
 def _create_base_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
@@ -151,6 +198,7 @@ def _create_base_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
         _remote[key] = state
         weakref.finalize(con, _remote.pop, key, None)
         refresh_sources(con, force=True)
+        state.connected_at = time.monotonic()
     for statement in statements:
         con.execute(statement)
 
@@ -239,11 +287,11 @@ def run_sql(
     """
     check_read_only(sql)
     statements = duckdb.extract_statements(sql)
-    refresh_sources(con)
+    refresh_sources(con, sql)
     try:
         for statement in statements[:-1]:
             con.execute(statement.query).fetchall()
-        return fetch_frame(con, statements[-1].query, params)
+        return _fetch(con, statements[-1].query, params)
     except duckdb.Error as exc:
         raise QueryError(_one_line(exc)) from exc
 
@@ -252,9 +300,15 @@ def fetch_frame(
     con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
 ) -> pl.DataFrame:
     """Execute trusted ``sql`` and return the whole result as a polars DataFrame."""
+    refresh_sources(con, sql)
+    return _fetch(con, sql, params)
+
+
+def _fetch(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None
+) -> pl.DataFrame:
     import polars as pl
 
-    refresh_sources(con)
     frame = pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
     assert isinstance(frame, pl.DataFrame)
     return frame

@@ -236,3 +236,42 @@ def test_a_missing_bucket_is_a_clear_error(s3_server):
 
     with pytest.raises(StoreError, match=r"Cannot initialise store at s3://no-such-bucket/x"):
         ledger.query("SELECT count(*) FROM runs", store="s3://no-such-bucket/x")
+
+
+def test_only_the_sources_a_query_reads_are_listed_again(s3_store_uri):
+    from ledger.analytics import engine
+
+    populate(s3_store_uri)
+    con = connect(s3_store_uri)
+    try:
+        state = engine._remote[id(con)]
+        run_sql(con, "SELECT 1")  # the first query uses the listing connect() made
+        before = dict(state.listed_at)
+        run_sql(con, "SELECT count(*) FROM params")
+        changed = {name for name, at in state.listed_at.items() if at != before[name]}
+        assert changed == {"_ledger_source_params_1"}
+        # latest_metrics is a view over events_metrics: the dependency is followed.
+        before = dict(state.listed_at)
+        fetch_frame(con, "SELECT count(*) FROM latest_metrics")
+        changed = {name for name, at in state.listed_at.items() if at != before[name]}
+        assert changed == {"_ledger_source_metrics_2"}
+    finally:
+        con.close()
+
+
+def test_listing_ttl_trades_freshness_for_fewer_listings(s3_store_uri, monkeypatch):
+    from ledger.analytics.engine import refresh_sources
+
+    populate(s3_store_uri)
+    monkeypatch.setenv("LEDGER_LISTING_TTL", "1h")
+    con = connect(s3_store_uri)
+    try:
+        assert run_sql(con, "SELECT count(*) FROM runs").item() == 3
+        with ledger.start_run("vision", "sweep", "late", store=s3_store_uri):
+            pass
+        ledger.flush()
+        assert run_sql(con, "SELECT count(*) FROM runs").item() == 3  # listing reused
+        refresh_sources(con, force=True)
+        assert run_sql(con, "SELECT count(*) FROM runs").item() == 4
+    finally:
+        con.close()

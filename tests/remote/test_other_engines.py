@@ -138,6 +138,7 @@ def test_polars_and_pyarrow_straight_from_the_bucket(s3_store_uri):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 def test_spark_reads_the_layout(local_layout):
     pytest.importorskip("pyspark")
     from pyspark.sql import SparkSession
