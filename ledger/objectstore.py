@@ -63,6 +63,8 @@ class S3Options:
     secret_access_key: str | None = None
     session_token: str | None = None
     anonymous: bool = False
+    credentials_from: str = "AWS SDK default chain"
+    """Where the keys came from (for ``ledger store check``), never the keys."""
 
     def __repr__(self) -> str:
         key = "***" if self.access_key_id else None
@@ -247,29 +249,35 @@ def resolve_options(uri: str, extra_config: dict[str, Any] | None = None) -> S3O
         return None
 
     if section.get("access_key_id"):
+        source = "[stores] table in the config"
         key, secret, token = (
             section.get("access_key_id"),
             section.get("secret_access_key"),
             section.get("session_token"),
         )
     elif named_profile:
+        source = f"AWS profile {named_profile!r} (named in the config)"
         key, secret, token = (
             profile.get("aws_access_key_id"),
             profile.get("aws_secret_access_key"),
             profile.get("aws_session_token"),
         )
     elif environ.get("AWS_ACCESS_KEY_ID"):
+        source = "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
         key, secret, token = (
             environ.get("AWS_ACCESS_KEY_ID"),
             environ.get("AWS_SECRET_ACCESS_KEY"),
             environ.get("AWS_SESSION_TOKEN"),
         )
     else:
+        source = f"AWS profile {profile_name!r}"
         key, secret, token = (
             profile.get("aws_access_key_id"),
             profile.get("aws_secret_access_key"),
             profile.get("aws_session_token"),
         )
+    if not (key and secret):
+        source = "anonymous" if section.get("anonymous") else "AWS SDK default chain"
     endpoint = first(
         section.get("endpoint_url"),
         profile.get("endpoint_url") if named_profile else None,
@@ -292,6 +300,7 @@ def resolve_options(uri: str, extra_config: dict[str, Any] | None = None) -> S3O
         secret_access_key=first(secret),
         session_token=first(token),
         anonymous=bool(section.get("anonymous", False)),
+        credentials_from=source,
     )
 
 

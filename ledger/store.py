@@ -533,6 +533,105 @@ def kind_dataset(fs: pafs.FileSystem, kind_dir: str, kind: str) -> pads.Dataset:
     ).finish(schema)
 
 
+def check_store(root: str | os.PathLike[str] | Store | None = None) -> Any:
+    """Probe a store end to end: settings, list, write, read back, delete, layout.
+
+    Every step runs even when an earlier one failed, and each row says what happened
+    and how long it took, so one call tells a user what is wrong with a bucket's
+    endpoint, credentials or permissions. Returns a polars DataFrame with columns
+    ``check``, ``ok``, ``detail`` and ``ms``; the probe file is removed again and
+    nothing else is written.
+    """
+    import time
+
+    import polars as pl
+
+    store = open_store(root)
+    rows: list[dict[str, Any]] = []
+
+    def step(name: str, action: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            detail, result = action()
+            ok = True
+        except Exception as exc:  # a probe reports every failure, typed or not
+            detail, result, ok = f"{type(exc).__name__}: {exc}", None, False
+        rows.append(
+            {
+                "check": name,
+                "ok": ok,
+                "detail": detail,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            }
+        )
+        return result
+
+    if store.is_local:
+        step("location", lambda: (f"local directory {store.base}", None))
+    else:
+        options = resolve_options(store.uri)
+        step(
+            "location",
+            lambda: (
+                f"{store.uri} at {options.endpoint_url or 'AWS (default endpoint)'}, region "
+                f"{options.region or 'auto'}, credentials from {options.credentials_from}",
+                None,
+            ),
+        )
+    probe = store.path("_ledger_check", f"{uuid.uuid4().hex}.txt")
+    payload = f"ledger check {uuid.uuid4().hex}".encode()
+
+    def listing() -> tuple[str, None]:
+        if not store.is_local:
+            import pyarrow.fs as pafs
+
+            bucket = store.base.split("/", 1)[0]
+            if store.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                raise StoreError(f"bucket {bucket!r} does not exist (or is not visible)")
+        return f"{len(store.list_files(store.path('events')))} event files", None
+
+    step("list", listing)
+
+    def write() -> tuple[str, None]:
+        store.write_bytes(probe, payload)
+        return f"wrote {len(payload)} bytes to {store.uri_of(probe)}", None
+
+    step("write", write)
+
+    def read_back() -> tuple[str, None]:
+        if store.read_bytes(probe) != payload:
+            raise StoreError("read back different bytes than were written")
+        return "read back what was written", None
+
+    step("read", read_back)
+
+    def delete() -> tuple[str, None]:
+        store.delete_file(probe)
+        store.delete_dir(store.path("_ledger_check"))
+        if store.file_info(probe) is not None:
+            raise StoreError("the probe file is still there after deleting it")
+        return "removed the probe file", None
+
+    step("delete", delete)
+
+    def layout() -> tuple[str, None]:
+        name = f"schema-v{events.SCHEMA_VERSION}.parquet"
+        present = [
+            kind
+            for kind in events.KINDS
+            if store.exists(store.path("events", kind, SCHEMA_PARTITION, name))
+        ]
+        if not present:
+            return "not initialised yet (the first run or query creates the layout)", None
+        missing = sorted(set(events.KINDS) - set(present))
+        if missing:
+            return f"schema files missing for {', '.join(missing)} (recreated on use)", None
+        return f"schema files for all {len(events.KINDS)} kinds present", None
+
+    step("layout", layout)
+    return pl.DataFrame(rows)
+
+
 _stores: dict[str, Store] = {}
 _stores_lock = threading.Lock()
 

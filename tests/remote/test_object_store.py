@@ -275,3 +275,23 @@ def test_listing_ttl_trades_freshness_for_fewer_listings(s3_store_uri, monkeypat
         assert run_sql(con, "SELECT count(*) FROM runs").item() == 4
     finally:
         con.close()
+
+
+def test_store_check_probes_every_step(any_store_uri):
+    result = CliRunner().invoke(cli, ["store", "check", "--store", any_store_uri, "-f", "csv"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "check,ok,detail,ms"
+    assert [line.split(",")[:2] for line in lines[1:]] == [
+        [name, "true"] for name in ("location", "list", "write", "read", "delete", "layout")
+    ]
+    store = open_store(any_store_uri)
+    assert store.list_files(store.path("_ledger_check")) == []
+
+
+def test_store_check_names_a_missing_bucket(s3_server):
+    result = CliRunner().invoke(cli, ["store", "check", "--store", "s3://no-such-bucket/x"])
+    assert result.exit_code == 1
+    assert "bucket 'no-such-bucket' does not exist" in result.output
+    assert result.output.strip().endswith("Error: 4 check(s) failed: list, write, read, delete")
+    assert "Traceback" not in result.output
