@@ -9,6 +9,10 @@ The convention every benchmark follows (so this runner needs no list of them):
   progress and logging go to stderr;
 * exit status 0 on success.
 
+Benchmarks that do not follow it are still run: one whose source never mentions
+``--quick`` runs with its own defaults (the report says so), and plain-text output is
+kept verbatim in a code block.
+
 Usage::
 
     python benchmarks/run_all.py [--quick] [--only scale,queries] [--timeout 3600]
@@ -96,8 +100,30 @@ def first_table(markdown: str) -> str:
     return "\n".join(lines)
 
 
+def supports_quick(path: str) -> bool:
+    with open(path, encoding="utf-8") as handle:
+        return "--quick" in handle.read()
+
+
+def is_markdown(text: str) -> bool:
+    return any(line.lstrip().startswith("|") for line in text.splitlines())
+
+
+def as_markdown(text: str, limit: int | None = None) -> str:
+    """Markdown output as is; plain text in a code block (cut to ``limit`` lines)."""
+    if not text:
+        return "_(no output)_"
+    if is_markdown(text):
+        return text
+    lines = text.splitlines()
+    if limit is not None and len(lines) > limit:
+        lines = [*lines[:limit], f"... ({len(lines) - limit} more lines in RESULTS.md)"]
+    return "\n".join(["```text", *lines, "```"])
+
+
 def run_one(path: str, quick: bool, timeout: float) -> dict[str, object]:
-    command = [sys.executable, path, *(["--quick"] if quick else [])]
+    quick_flag = quick and supports_quick(path)
+    command = [sys.executable, path, *(["--quick"] if quick_flag else [])]
     print(f"==> {' '.join(os.path.relpath(part, ROOT) for part in command[1:])}", file=sys.stderr)
     started = time.perf_counter()
     try:
@@ -118,6 +144,8 @@ def run_one(path: str, quick: bool, timeout: float) -> dict[str, object]:
     seconds = time.perf_counter() - started
     sys.stderr.write(stderr[-4000:] if status != "ok" else "")
     print(f"    {status} in {seconds:.1f} s", file=sys.stderr)
+    if quick and not quick_flag:
+        status += " (no --quick: ran its defaults)"
     return {
         "name": os.path.basename(path)[: -len(".py")],
         "status": status,
@@ -150,8 +178,8 @@ def render(results: list[dict[str, object]], quick: bool) -> str:
         "",
     ]
     for result in results:
-        lines += [f"## `{result['name']}`", "", str(result["stdout"]) or "_(no output)_", ""]
-        if result["status"] != "ok":
+        lines += [f"## `{result['name']}`", "", as_markdown(str(result["stdout"])), ""]
+        if not str(result["status"]).startswith("ok"):
             tail = "\n".join(str(result["stderr"]).splitlines()[-20:])
             lines += ["```", tail, "```", ""]
     return "\n".join(lines)
@@ -169,17 +197,20 @@ def update_readme(results: list[dict[str, object]], quick: bool) -> bool:
     block = [
         BEGIN,
         "",
-        f"Measured {info['date (UTC)']} UTC on {info['CPU']}, {info['memory']} "
+        f"Measured {info['date (UTC)']} UTC on {info['CPU']}, {info['memory']}, "
+        f"load average {info['load average at start']} "
         f"({'quick' if quick else 'full'} mode); details in "
         "[benchmarks/RESULTS.md](benchmarks/RESULTS.md).",
         "",
     ]
     for result in results:
-        table = first_table(str(result["stdout"]))
-        if result["status"] == "ok" and table:
-            block += [f"**{result['name']}**", "", table, ""]
-        else:
+        stdout = str(result["stdout"])
+        if not str(result["status"]).startswith("ok"):
             block += [f"**{result['name']}**: {result['status']}", ""]
+        elif is_markdown(stdout):
+            block += [f"**{result['name']}**", "", first_table(stdout), ""]
+        else:
+            block += [f"**{result['name']}**", "", as_markdown(stdout, limit=15), ""]
     block.append(END)
     pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
     new = pattern.sub(lambda _: "\n".join(block), text, count=1)
@@ -194,9 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated names, e.g. scale,queries")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per benchmark")
     parser.add_argument("--output", default=RESULTS)
+    parser.add_argument("--benchmarks", default=HERE, help="folder holding bench_*.py")
     parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     args = parser.parse_args(argv)
-    paths = sorted(glob.glob(os.path.join(HERE, "bench_*.py")))
+    paths = sorted(glob.glob(os.path.join(args.benchmarks, "bench_*.py")))
     if args.only:
         wanted = {f"bench_{name.strip().removeprefix('bench_')}" for name in args.only.split(",")}
         paths = [path for path in paths if os.path.basename(path)[:-3] in wanted]
@@ -209,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {os.path.relpath(args.output, ROOT)}", file=sys.stderr)
     if not args.no_readme and update_readme(results, args.quick):
         print("updated the README benchmark table", file=sys.stderr)
-    return 0 if all(result["status"] == "ok" for result in results) else 1
+    return 0 if all(str(result["status"]).startswith("ok") for result in results) else 1
 
 
 if __name__ == "__main__":
