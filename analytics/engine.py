@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from ledger import events
+from ledger import env, events
 from ledger.durations import parse_duration
 from ledger.errors import QueryError
 from ledger.objectstore import filesystem_for, is_object_uri
@@ -60,7 +60,7 @@ def source_globs(store: Store, kind: str) -> list[str]:
     return [store.kind_glob(kind)]
 
 
-LISTING_TTL_ENV = "LEDGER_LISTING_TTL"
+LISTING_TTL_ENV = env.LISTING_TTL
 _GLOB_TAIL = "/*/*/*.parquet"
 
 

@@ -18,3 +18,9 @@ HEARTBEAT_INTERVAL = "LEDGER_HEARTBEAT_INTERVAL"
 STALL_AFTER = "LEDGER_STALL_AFTER"
 CAPTURE = "LEDGER_CAPTURE"
 """Set to ``0`` to switch off automatic environment capture."""
+
+CONFIG = "LEDGER_CONFIG"
+"""The per-user config file (``[stores."s3://..."]`` tables); default
+``~/.config/ledger/ledger.toml``."""
+LISTING_TTL = "LEDGER_LISTING_TTL"
+"""Seconds a connection may reuse an object-store listing (default 0: re-list per query)."""

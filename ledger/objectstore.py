@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ledger import env
 from ledger.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -39,7 +40,7 @@ else:  # pragma: no cover
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
-CLIENT_CONFIG_ENV = "LEDGER_CONFIG"
+CLIENT_CONFIG_ENV = env.CONFIG
 SCHEMES = ("s3",)
 _KEYS = {
     "endpoint_url",
