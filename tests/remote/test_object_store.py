@@ -295,3 +295,30 @@ def test_store_check_names_a_missing_bucket(s3_server):
     assert "bucket 'no-such-bucket' does not exist" in result.output
     assert result.output.strip().endswith("Error: 4 check(s) failed: list, write, read, delete")
     assert "Traceback" not in result.output
+
+
+def test_a_run_resumed_from_another_process_continues_in_the_bucket(any_store_uri, tmp_path):
+    with ledger.start_run("vision", "sweep", "long", store=any_store_uri) as run:
+        run.log_metric("loss", 1.0, step=0)
+        run_id = run.id
+    ledger.flush()
+    script = tmp_path / "resume.py"
+    script.write_text(
+        "import sys, ledger\n"
+        "with ledger.start_run(run_id=sys.argv[2], store=sys.argv[1]) as run:\n"
+        "    run.log_metric('loss', 0.5, step=1)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script), any_store_uri, run_id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = ledger.query(
+        "SELECT r.name, r.status, l.n_points, l.value FROM runs r "
+        "JOIN latest_metrics l USING (run_id) WHERE run_id = $id",
+        store=any_store_uri,
+        params={"id": run_id},
+    ).rows()
+    assert rows == [("long", "finished", 2, 0.5)]
