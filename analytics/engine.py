@@ -72,6 +72,7 @@ class _RemoteSources:
     ttl: float
     sources: list[tuple[str, str, str]] = field(default_factory=list)  # (name, kind, glob)
     listed_at: dict[str, float] = field(default_factory=dict)  # name -> monotonic time
+    datasets: dict[str, Any] = field(default_factory=dict)  # name -> registered dataset
     view_deps: dict[str, set[str]] | None = None  # lower-case view -> names it mentions
     connected_at: float | None = None  # set by connect(), cleared by the first query
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -170,6 +171,43 @@ def refresh_sources(
         for (name, _, _), dataset in zip(stale, datasets, strict=True):
             con.register(name, dataset)
             state.listed_at[name] = listed
+            state.datasets[name] = dataset
+
+
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A cursor of ``con`` for another thread, with the same views and settings.
+
+    Use this instead of ``con.cursor()``: a plain DuckDB cursor shares the views but not
+    the connection's session state, so it would lose the ``stall_after_s`` variable
+    (every silent run would show as ``running``), the UTC time zone, and, on an object
+    store, the registered datasets the ``events_<kind>`` views read. The cursor starts
+    from ``con``'s current listing and re-lists on its own from then on.
+    """
+    cur = con.cursor()
+    # fetchall, not fetchone: a partly fetched result blocks the next query (DuckDB 2.0).
+    ((stall, zone),) = con.execute(
+        "SELECT getvariable('stall_after_s'), current_setting('TimeZone')"
+    ).fetchall()
+    cur.execute(f"SET TimeZone = {quote_literal(str(zone))}")
+    if stall is not None:
+        cur.execute(f"SET VARIABLE stall_after_s = {float(stall)!r}::DOUBLE")
+    state = _remote.get(id(con))
+    if state is not None:
+        with state.lock:
+            child = _RemoteSources(
+                state.store,
+                state.ttl,
+                list(state.sources),
+                dict(state.listed_at),
+                dict(state.datasets),
+                state.view_deps,
+            )
+        for name, dataset in child.datasets.items():
+            cur.register(name, dataset)
+        key = id(cur)
+        _remote[key] = child
+        weakref.finalize(cur, _remote.pop, key, None)
+    return cur
 
 
 def _create_base_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:

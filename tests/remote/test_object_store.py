@@ -322,3 +322,31 @@ def test_a_run_resumed_from_another_process_continues_in_the_bucket(any_store_ur
         params={"id": run_id},
     ).rows()
     assert rows == [("long", "finished", 2, 0.5)]
+
+
+def test_a_cursor_for_another_thread_keeps_sources_and_settings(any_store_uri):
+    import threading
+
+    from ledger.analytics.engine import cursor
+
+    populate(any_store_uri)
+    con = connect(any_store_uri, stall_after=42)
+    results: dict[str, object] = {}
+
+    def work() -> None:
+        cur = cursor(con)
+        results["runs"] = run_sql(cur, "SELECT count(*) FROM runs").item()
+        results["settings"] = cur.execute(
+            "SELECT getvariable('stall_after_s'), current_setting('TimeZone')"
+        ).fetchall()[0]
+        with ledger.start_run("vision", "sweep", "from-thread", store=any_store_uri):
+            pass
+        ledger.flush()
+        results["after"] = run_sql(cur, "SELECT count(*) FROM runs").item()
+        cur.close()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(120)
+    con.close()
+    assert results == {"runs": 3, "settings": (42.0, "UTC"), "after": 4}
