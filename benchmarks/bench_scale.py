@@ -290,12 +290,15 @@ def generate(root: str, runs: int, points: int, seed: int = 7) -> dict[str, Any]
 
 
 SQL = {
+    # Best = highest val_acc point (NaN skipped); the raw `metrics` view keeps `project`
+    # as a partition column, so the project filter prunes 3/4 of the files.
     "leaderboard": (
-        "SELECT r.run_id, r.name, r.experiment, l.max_value AS best_val_acc "
-        "FROM latest_metrics l JOIN runs r USING (run_id) "
-        "JOIN params p ON p.run_id = l.run_id AND p.key = 'optimizer' AND p.value = 'adam' "
-        "WHERE l.key = 'val_acc' AND l.project = 'vision' "
-        "ORDER BY best_val_acc DESC LIMIT 10"
+        "WITH best AS (SELECT run_id, max(value) AS best_val_acc FROM metrics "
+        "WHERE key = 'val_acc' AND project = 'vision' AND NOT isnan(value) GROUP BY run_id) "
+        "SELECT r.run_id, r.name, r.experiment, b.best_val_acc "
+        "FROM best b JOIN runs r USING (run_id) "
+        "JOIN params p ON p.run_id = b.run_id AND p.key = 'optimizer' AND p.value = 'adam' "
+        "ORDER BY b.best_val_acc DESC LIMIT 10"
     ),
     "diff": (
         "SELECT 'param' AS what, key, max(value) FILTER (WHERE run_id = $a) AS a, "
@@ -513,6 +516,11 @@ def main(argv: list[str] | None = None) -> int:
         "and the result)."
     )
     print("- Targets (issue 9): every interactive query < 2 s on 2 cores, peak memory < 4 GB.")
+    print()
+    print("SQL timed where no library function was used (`$a`, `$b`: two run ids):")
+    print()
+    for question, sql in SQL.items():
+        print(f"- {question}: `{sql}`")
     return 0
 
 
