@@ -350,3 +350,28 @@ def test_a_cursor_for_another_thread_keeps_sources_and_settings(any_store_uri):
     thread.join(120)
     con.close()
     assert results == {"runs": 3, "settings": (42.0, "UTC"), "after": 4}
+
+
+@pytest.mark.slow
+def test_the_multi_machine_example_runs(s3_store_uri):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(root, "examples", "multi_machine.py"),
+            "--store",
+            s3_store_uri,
+            "--workers",
+            "2",
+            "--trials",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "final status:" in done.stdout
+    assert ledger.query(
+        "SELECT status, count(*) FROM runs GROUP BY 1", store=s3_store_uri
+    ).rows() == [("finished", 2)]
