@@ -364,7 +364,7 @@ def test_the_multi_machine_example_runs(s3_store_uri):
             "--workers",
             "2",
             "--trials",
-            "2",
+            "1",
         ],
         capture_output=True,
         text=True,
