@@ -330,6 +330,33 @@ class Store:
         self.ensure_initialized()
         return kind_dataset(self.fs, self.kind_dir(kind), kind)
 
+    def scan(self, kind: str) -> Any:
+        """A polars ``LazyFrame`` over ``kind``'s complete files, in place (local or S3).
+
+        The raw events, as in the ``events_<kind>`` view: Hive columns typed, older files
+        missing a newer column read it as null, in-progress files never matched.
+
+        Raises:
+            ConfigError: for an unknown kind.
+        """
+        import polars as pl
+
+        if kind not in events.KINDS:
+            raise ConfigError(f"Unknown kind {kind!r}. Known: {', '.join(events.KINDS)}")
+        self.ensure_initialized()
+        frame = pl.from_arrow(events.arrow_schema(kind).empty_table())
+        assert isinstance(frame, pl.DataFrame)
+        return pl.scan_parquet(
+            self.kind_glob(kind),
+            hive_partitioning=True,
+            hive_schema={"project": pl.String, "date": pl.Date},
+            schema=frame.schema,
+            missing_columns="insert",
+            extra_columns="ignore",
+            hidden_file_prefix=[".", "_"],
+            storage_options=self.storage_options() or None,
+        )
+
     def run_started_rows(self, run_ids: list[str]) -> list[dict[str, Any]]:
         """The ``started`` events of the given runs (for resuming and validating ids)."""
         import pyarrow.compute as pc

@@ -375,3 +375,25 @@ def test_the_multi_machine_example_runs(s3_store_uri):
     assert ledger.query(
         "SELECT status, count(*) FROM runs GROUP BY 1", store=s3_store_uri
     ).rows() == [("finished", 2)]
+
+
+def test_polars_scan_in_place(any_store_uri):
+    import polars as pl
+
+    populate(any_store_uri)
+    store = open_store(any_store_uri)
+    metrics = store.scan("metrics")
+    assert metrics.select(pl.len()).collect().item() == 45
+    best = (
+        metrics.filter((pl.col("key") == "loss") & (pl.col("project") == "vision"))
+        .group_by("run_id")
+        .agg(pl.col("value").min())
+        .join(store.scan("runs").filter(pl.col("event") == "started"), on="run_id")
+        .select("name", "value")
+        .sort("name")
+        .collect()
+    )
+    assert best.rows() == [("a", 0.1), ("b", 0.2), ("c", 0.0)]
+    assert store.scan("runs").collect_schema()["date"] == pl.Date
+    with pytest.raises(ConfigError, match="Unknown kind 'nope'"):
+        store.scan("nope")
