@@ -22,6 +22,7 @@ The ledger itself never stores a secret: keys in a config file are the user's ch
 from __future__ import annotations
 
 import configparser
+import contextlib
 import os
 import sys
 import threading
@@ -322,7 +323,13 @@ def filesystem_for(uri: str, extra_config: dict[str, Any] | None = None) -> pafs
         if fs is None:
             import pyarrow.fs as pafs
 
-            fs = _filesystems[(bucket, options)] = pafs.S3FileSystem(**options.filesystem_kwargs())
+            kwargs = options.filesystem_kwargs()
+            if "region" not in kwargs:
+                # On AWS with no region configured, ask S3 where the bucket lives (one
+                # unsigned HEAD) rather than fail later with a redirect error.
+                with contextlib.suppress(OSError):
+                    kwargs["region"] = pafs.resolve_s3_region(bucket)
+            fs = _filesystems[(bucket, options)] = pafs.S3FileSystem(**kwargs)
         return fs
 
 
