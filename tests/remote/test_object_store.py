@@ -397,3 +397,27 @@ def test_polars_scan_in_place(any_store_uri):
     assert store.scan("runs").collect_schema()["date"] == pl.Date
     with pytest.raises(ConfigError, match="Unknown kind 'nope'"):
         store.scan("nope")
+
+
+def _forked_worker(uri: str, index: int) -> None:
+    with ledger.start_run("vision", "fork", f"child-{index}", store=uri) as run:
+        run.log_metric("loss", float(index), step=0)
+    ledger.flush()
+
+
+@pytest.mark.slow
+def test_forked_children_log_to_the_bucket(s3_store_uri):
+    import multiprocessing
+
+    populate(s3_store_uri)  # the parent's S3 client exists before the fork
+    context = multiprocessing.get_context("fork")
+    children = [context.Process(target=_forked_worker, args=(s3_store_uri, i)) for i in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(120)
+    assert [child.exitcode for child in children] == [0, 0]
+    names = ledger.query(
+        "SELECT name FROM runs WHERE experiment = 'fork' ORDER BY name", store=s3_store_uri
+    ).rows()
+    assert names == [("child-0",), ("child-1",)]
