@@ -21,9 +21,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy ledger
 
+# Every benchmarks/bench_*.py, one after the other; QUICK=1 for small runs, ONLY=scale,...
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_logging.py
-	$(BIN)/python benchmarks/bench_sampler.py
+	$(BIN)/python benchmarks/run_all.py $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY))
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py

@@ -1,7 +1,9 @@
 """The query engine: a DuckDB connection with every view of ``queries/`` in place.
 
 Base views ``events_<kind>`` read the store's Parquet files (re-globbed on every query,
-so new flushes show up); the views in ``queries/*.sql`` fold them into runs, params,
+so new flushes show up; on an object store, where DuckDB has no reader of its own here,
+they read a pyarrow dataset that is re-listed per query, see :func:`refresh_sources`);
+the views in ``queries/*.sql`` fold them into runs, params,
 metrics and the rest. User SQL goes through :func:`run_sql`, which admits only reading
 statements, so ``ledger query`` cannot change the store.
 """
@@ -9,14 +11,22 @@ statements, so ``ledger query`` cannot change the store.
 from __future__ import annotations
 
 import os
+import re
+import threading
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from ledger import events
+from ledger import env, events
+from ledger.durations import parse_duration
 from ledger.errors import QueryError
-from ledger.store import Store, open_store
+from ledger.objectstore import filesystem_for, is_object_uri
+from ledger.store import Store, kind_dataset, open_store
 from ledger.writer import all_writers
 
 if TYPE_CHECKING:
@@ -50,13 +60,185 @@ def source_globs(store: Store, kind: str) -> list[str]:
     return [store.kind_glob(kind)]
 
 
+LISTING_TTL_ENV = env.LISTING_TTL
+_GLOB_TAIL = "/*/*/*.parquet"
+
+
+@dataclass
+class _RemoteSources:
+    """The object-store datasets registered on one connection, and when each was listed."""
+
+    store: Store
+    ttl: float
+    sources: list[tuple[str, str, str]] = field(default_factory=list)  # (name, kind, glob)
+    listed_at: dict[str, float] = field(default_factory=dict)  # name -> monotonic time
+    datasets: dict[str, Any] = field(default_factory=dict)  # name -> registered dataset
+    view_deps: dict[str, set[str]] | None = None  # lower-case view -> names it mentions
+    connected_at: float | None = None  # set by connect(), cleared by the first query
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_remote: dict[int, _RemoteSources] = {}
+_CONNECT_GRACE_S = 1.0
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def listing_ttl(store: Store) -> float:
+    """Seconds a listing of an object store is reused by one connection.
+
+    ``0`` (the default) re-lists the bucket before every query, so every file whose
+    PUT completed before the query started is seen. Long-lived connections over big
+    buckets (a dashboard) may trade that for fewer LIST requests: ``[query]
+    listing_ttl = "5s"`` in ``ledger.toml`` or ``LEDGER_LISTING_TTL=5s``.
+    """
+    raw = os.environ.get(LISTING_TTL_ENV) or store.settings.raw.get("query", {}).get(
+        "listing_ttl", 0
+    )
+    return parse_duration(raw, what="listing TTL")
+
+
+def _remote_dataset(store: Store, kind: str, glob: str) -> Any:
+    if not glob.endswith(_GLOB_TAIL):
+        raise QueryError(f"Cannot read {glob!r}: object-store sources must end in {_GLOB_TAIL}")
+    kind_uri = glob[: -len(_GLOB_TAIL)]
+    fs = filesystem_for(kind_uri, store.settings.raw)
+    return kind_dataset(fs, kind_uri.split("://", 1)[1], kind)
+
+
+def _sources_used(
+    con: duckdb.DuckDBPyConnection, state: _RemoteSources, sql: str
+) -> list[tuple[str, str, str]]:
+    """The remote sources ``sql`` can reach through the views (an over-approximation).
+
+    Every word of the query and of the views it names, recursively, is treated as a
+    possible reference, so a query never misses a source; a stray column named like a
+    view only costs an extra listing.
+    """
+    if state.view_deps is None:
+        rows = con.execute(
+            "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal"
+        ).fetchall()
+        state.view_deps = {
+            str(name).lower(): {word.lower() for word in _WORD.findall(str(text or ""))}
+            for name, text in rows
+        }
+    seen: set[str] = set()
+    pending = [word.lower() for word in _WORD.findall(sql)]
+    while pending:
+        word = pending.pop()
+        if word in seen:
+            continue
+        seen.add(word)
+        pending.extend(state.view_deps.get(word, ()))
+    return [source for source in state.sources if source[0].lower() in seen]
+
+
+def refresh_sources(
+    con: duckdb.DuckDBPyConnection, sql: str | None = None, *, force: bool = False
+) -> None:
+    """Re-list the object-store sources of ``con`` so new files become visible.
+
+    A registered pyarrow dataset is a snapshot of the files listed when it was built;
+    this rebuilds the ones ``sql`` reads through the views (all of them without
+    ``sql``), in parallel, one LIST per 1,000 files each, when their listing is older
+    than :func:`listing_ttl`. The first query within a second of :func:`connect` uses
+    the listing ``connect`` just made (``ledger.query`` and every CLI command connect
+    and query at once). No-op for local stores, whose ``read_parquet`` globs DuckDB
+    expands on every query anyway.
+    """
+    state = _remote.get(id(con))
+    if state is None:
+        return
+    with state.lock:
+        now = time.monotonic()
+        connected_at, state.connected_at = state.connected_at, None
+        if not force and connected_at is not None and now - connected_at < _CONNECT_GRACE_S:
+            # The first query right after connect(): its listing is the one just made.
+            return
+        candidates = state.sources if sql is None else _sources_used(con, state, sql)
+        stale = [
+            source
+            for source in candidates
+            if force or now - state.listed_at.get(source[0], -1e18) > state.ttl
+        ]
+        if not stale:
+            return
+        with ThreadPoolExecutor(max_workers=min(8, len(stale))) as pool:
+            datasets = list(
+                pool.map(lambda source: _remote_dataset(state.store, source[1], source[2]), stale)
+            )
+        listed = time.monotonic()
+        for (name, _, _), dataset in zip(stale, datasets, strict=True):
+            con.register(name, dataset)
+            state.listed_at[name] = listed
+            state.datasets[name] = dataset
+
+
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A cursor of ``con`` for another thread, with the same views and settings.
+
+    Use this instead of ``con.cursor()``: a plain DuckDB cursor shares the views but not
+    the connection's session state, so it would lose the ``stall_after_s`` variable
+    (every silent run would show as ``running``), the UTC time zone, and, on an object
+    store, the registered datasets the ``events_<kind>`` views read. The cursor starts
+    from ``con``'s current listing and re-lists on its own from then on.
+    """
+    cur = con.cursor()
+    # fetchall, not fetchone: a partly fetched result blocks the next query (DuckDB 2.0).
+    ((stall, zone),) = con.execute(
+        "SELECT getvariable('stall_after_s'), current_setting('TimeZone')"
+    ).fetchall()
+    cur.execute(f"SET TimeZone = {quote_literal(str(zone))}")
+    if stall is not None:
+        cur.execute(f"SET VARIABLE stall_after_s = {float(stall)!r}::DOUBLE")
+    state = _remote.get(id(con))
+    if state is not None:
+        with state.lock:
+            child = _RemoteSources(
+                state.store,
+                state.ttl,
+                list(state.sources),
+                dict(state.listed_at),
+                dict(state.datasets),
+                state.view_deps,
+            )
+        for name, dataset in child.datasets.items():
+            cur.register(name, dataset)
+        key = id(cur)
+        _remote[key] = child
+        weakref.finalize(cur, _remote.pop, key, None)
+    return cur
+
+
 def _create_base_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
+    state = _RemoteSources(store, listing_ttl(store))
+    statements = []
     for kind in events.KINDS:
-        globs = ", ".join(quote_literal(glob) for glob in source_globs(store, kind))
-        con.execute(
-            f"CREATE OR REPLACE VIEW events_{kind} AS SELECT * FROM read_parquet([{globs}], "
-            f"hive_partitioning = true, union_by_name = true, hive_types = {HIVE_TYPES})"
+        globs = source_globs(store, kind)
+        local = [glob for glob in globs if not is_object_uri(glob)]
+        parts = []
+        if local:
+            listed = ", ".join(quote_literal(glob) for glob in local)
+            parts.append(
+                f"SELECT * FROM read_parquet([{listed}], hive_partitioning = true, "
+                f"union_by_name = true, hive_types = {HIVE_TYPES})"
+            )
+        for glob in globs:
+            if is_object_uri(glob):
+                name = f"_ledger_source_{kind}_{len(state.sources)}"
+                state.sources.append((name, kind, glob))
+                parts.append(f"SELECT * FROM {quote_identifier(name)}")
+        statements.append(
+            f"CREATE OR REPLACE VIEW events_{kind} AS {' UNION ALL BY NAME '.join(parts)}"
         )
+    if state.sources:
+        key = id(con)
+        _remote[key] = state
+        weakref.finalize(con, _remote.pop, key, None)
+        refresh_sources(con, force=True)
+        state.connected_at = time.monotonic()
+    for statement in statements:
+        con.execute(statement)
 
 
 def _create_views(con: duckdb.DuckDBPyConnection) -> None:
@@ -146,10 +328,11 @@ def run_sql(
     """
     check_read_only(sql)
     statements = duckdb.extract_statements(sql)
+    refresh_sources(con, sql)
     try:
         for statement in statements[:-1]:
             con.execute(statement.query).fetchall()
-        return fetch_frame(con, statements[-1].query, params)
+        return _fetch(con, statements[-1].query, params)
     except duckdb.Error as exc:
         raise QueryError(_one_line(exc)) from exc
 
@@ -158,6 +341,13 @@ def fetch_frame(
     con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
 ) -> pl.DataFrame:
     """Execute trusted ``sql`` and return the whole result as a polars DataFrame."""
+    refresh_sources(con, sql)
+    return _fetch(con, sql, params)
+
+
+def _fetch(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None
+) -> pl.DataFrame:
     import polars as pl
 
     frame = pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
@@ -191,7 +381,8 @@ def list_views(store: str | os.PathLike[str] | Store | None = None) -> pl.DataFr
         names = [
             row[0]
             for row in con.execute(
-                "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name"
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal "
+                "AND NOT starts_with(view_name, '_ledger_source_') ORDER BY view_name"
             ).fetchall()
         ]
         rows = []

@@ -26,3 +26,8 @@ patterns (added to the built-in allow-list; names that look like secrets are sti
 CAPTURE_MAX_DIFF = "LEDGER_CAPTURE_MAX_DIFF"
 """Largest uncommitted diff stored with a run (e.g. ``10MB``); bigger diffs are hashed and
 noted, not stored."""
+CONFIG = "LEDGER_CONFIG"
+"""The per-user config file (``[stores."s3://..."]`` tables); default
+``~/.config/ledger/ledger.toml``."""
+LISTING_TTL = "LEDGER_LISTING_TTL"
+"""Seconds a connection may reuse an object-store listing (default 0: re-list per query)."""

@@ -63,8 +63,10 @@ def main() -> None:
     cli(prog_name="ledger")
 
 
-# Each import registers that area's verbs (one line per area).
-from ledger.cli import core  # noqa: E402,F401
-
-from ledger.cli import costs  # noqa: E402,F401  # isort: skip
-from ledger.cli import reproduce  # noqa: E402,F401  # isort: skip
+# Each import registers that area's verbs.
+from ledger.cli import (  # noqa: E402,F401
+    core,
+    costs,
+    remote,
+    reproduce,
+)
