@@ -120,7 +120,8 @@ def status_cmd(
             if fmt == "table" and not output:
                 from rich.console import Console
 
-                Console().print(status_table(frame, title=_title(project)))
+                width = None if sys.stdout.isatty() else 200
+                Console(width=width).print(status_table(frame, title=_title(project)))
             else:
                 render(frame, fmt, output)
             return
