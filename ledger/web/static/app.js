@@ -13,9 +13,10 @@ function h(tag, attrs, ...children) {
     if (v === null || v === undefined || v === false) continue;
     if (k.startsWith("on")) node.addEventListener(k.substring(2), v);
     else if (k === "class") node.className = v;
+    else if (k === "style") node.style.cssText = v;  // CSSOM: allowed by the CSP
     else node.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
     node.appendChild(typeof c === "object" ? c : document.createTextNode(String(c)));
   }
@@ -29,6 +30,10 @@ async function api(path) {
   return body;
 }
 
+// Append nodes, flattening nested lists and skipping null (optional sections).
+function append(parent, ...nodes) {
+  for (const n of nodes.flat(Infinity)) if (n !== null && n !== undefined) parent.append(n);
+}
 function every(ms, fn) { timers.push(setInterval(fn, ms)); }
 function clearTimers() { timers.forEach(clearInterval); timers = []; live.textContent = ""; }
 
@@ -86,7 +91,7 @@ async function runsPage(token) {
   const holder = h("div", { id: "runs-table" });
   const pager = h("div", { class: "pager" });
   app.textContent = "";
-  app.append(h("h1", {}, "Runs"), h("div", { class: "toolbar" }, search, project, status, compare, count),
+  append(app, h("h1", {}, "Runs"), h("div", { class: "toolbar" }, search, project, status, compare, count),
     holder, pager);
 
   let debounce = null;
@@ -179,7 +184,7 @@ async function runPage(token, runId) {
   const metricsGrid = h("div", { class: "grid", id: "metric-charts" });
   const systemGrid = h("div", { class: "grid", id: "system-charts" });
   app.textContent = "";
-  app.append(
+  append(app,
     h("h1", {}, r.name || short(r.run_id), " ", badge(r.status)),
     h("div", { class: "card kv" }, facts.flatMap(([k, v]) => [h("div", {}, k), h("div", {}, v)])),
     h("h2", {}, "Metrics"), metricsGrid,
@@ -288,7 +293,7 @@ async function comparePage(token, query) {
   }
   onlyDiff.addEventListener("change", drawDiff);
   app.textContent = "";
-  app.append(h("h1", {}, `Compare ${ids.length} runs`),
+  append(app, h("h1", {}, `Compare ${ids.length} runs`),
     h("p", {}, data.runs.map((r, i) => [i ? " · " : "", runLink(r.run_id, r.name || short(r.run_id)), " ", badge(r.status)])),
     grid, h("h2", {}, "Params and metrics"), h("label", {}, onlyDiff, " only differences"), diffHolder);
   for (const key of [...keys].sort()) {
@@ -305,7 +310,7 @@ async function statusPage(token) {
   setNav("status");
   const holder = h("div", { id: "status-table" });
   app.textContent = "";
-  app.append(h("h1", {}, "Live"), h("p", { class: "muted" }, "Running runs, and runs that failed, were killed or stalled in the last hour."), holder);
+  append(app, h("h1", {}, "Live"), h("p", { class: "muted" }, "Running runs, and runs that failed, were killed or stalled in the last hour."), holder);
   async function load() {
     const rows = await api("/api/status");
     if (token !== routeToken) return;
@@ -356,7 +361,7 @@ async function reportPage(token, kind, query, fields, chart) {
   });
   const out = h("div", { id: "report" });
   app.textContent = "";
-  app.append(h("h1", {}, titles[kind]), form, out);
+  append(app, h("h1", {}, titles[kind]), form, out);
   const q = new URLSearchParams();
   for (const f of fields) if (query.get(f)) q.set(f, query.get(f));
   const data = await api(`/api/${kind}?${q}`);

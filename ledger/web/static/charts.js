@@ -85,10 +85,11 @@ const Charts = (() => {
         d += `${pen ? "L" : "M"}${px(x).toFixed(1)},${py(y).toFixed(1)}`;
         pen = true;
       }
-      const path = svg("path", { d: d || "M0,0", fill: "none", stroke: color, "stroke-width": 1.6,
-        class: "series", "data-name": s.name }, root);
-      const title = svg("title", {}, path);
-      title.textContent = s.name;
+      if (d) {
+        const path = svg("path", { d, fill: "none", stroke: color, "stroke-width": 1.6,
+          class: "series", "data-name": s.name }, root);
+        svg("title", {}, path).textContent = s.name;
+      }
       if (s.points.length === 1 && s.points[0][1] !== null) {
         svg("circle", { cx: px(s.points[0][0]), cy: py(s.points[0][1]), r: 3, fill: color }, root);
       }
