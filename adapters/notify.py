@@ -23,6 +23,7 @@ from typing import Any
 
 from ledger.analytics.alerts import Alert, AlertRules, alert_event, already_alerted, detect
 from ledger.analytics.engine import connect
+from ledger.analytics.live import LiveStore
 
 from ledger.errors import ConfigError, LedgerError
 from ledger.store import Store, open_store
@@ -189,13 +190,17 @@ def watch(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
     """Watch the store: a pass every ``interval`` seconds until ``should_stop()`` (or one
-    pass with ``once``). One DuckDB connection serves every pass."""
+    pass with ``once``). One live mirror of the store serves every pass."""
     store_obj = open_store(store)
-    con = connect(store_obj, stall_after=rules.stall_after)
+    live = LiveStore(store_obj, stall_after=rules.stall_after, min_interval=0)
     try:
         while True:
             started = time.monotonic()
-            result = watch_once(store_obj, rules, con=con)
+            con = live.cursor()  # refreshed: sees new files, incl. its own 'alerted' events
+            try:
+                result = watch_once(store_obj, rules, con=con)
+            finally:
+                con.close()
             if on_pass is not None:
                 on_pass(result)
             if once or should_stop():
@@ -204,4 +209,4 @@ def watch(
             if should_stop():
                 return
     finally:
-        con.close()
+        live.close()

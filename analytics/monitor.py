@@ -22,7 +22,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-from ledger.analytics.engine import fetch_frame
+from ledger.analytics.engine import HIVE_TYPES, fetch_frame, quote_literal
 
 from ledger.durations import parse_duration
 from ledger.errors import InvalidValueError, RunNotFoundError
@@ -71,8 +71,10 @@ SELECT run_id, key,
        arg_max(value, (step, ts, seq)) AS value,
        max(step) AS step, min(step) AS first_step,
        min(ts) AS first_ts, max(ts) AS last_ts
-FROM events_metrics
-WHERE date >= $since_date AND list_contains($ids, run_id)
+FROM {metrics}
+WHERE date >= $since_date
+  AND (CAST($projects AS VARCHAR[]) IS NULL OR list_contains($projects, project))
+  AND list_contains($ids, run_id)
 GROUP BY run_id, key
 """
 
@@ -92,8 +94,10 @@ WITH samples AS (
                     OR lower(key) LIKE '%gpu%' THEN 'gpu'
                WHEN lower(device) LIKE 'cpu%' OR lower(key) LIKE 'cpu%' THEN 'cpu'
            END AS what
-    FROM events_system
-    WHERE date >= $since_date AND list_contains($ids, run_id)
+    FROM {system}
+    WHERE date >= $since_date
+      AND (CAST($projects AS VARCHAR[]) IS NULL OR list_contains($projects, project))
+      AND list_contains($ids, run_id)
       AND (lower(key) LIKE '%util%' OR lower(key) LIKE '%percent%')
       AND lower(key) NOT LIKE '%mem%'
 ),
@@ -153,17 +157,19 @@ def run_progress(
     run_ids: list[str],
     *,
     since: dt.datetime | None = None,
+    projects: list[str] | None = None,
     now: dt.datetime | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Step, expected total, percent, ETA and latest metric values of each run.
 
-    ``since`` (the oldest start among ``run_ids``) prunes metric partitions by date.
+    ``since`` (the oldest start among ``run_ids``) and ``projects`` (theirs) prune metric
+    partitions.
     """
     if not run_ids:
         return {}
     now = now or dt.datetime.now(dt.timezone.utc)
     since_date = (since or dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)).date()
-    params = {"ids": run_ids, "since_date": since_date}
+    params = {"ids": run_ids, "since_date": since_date, "projects": projects}
     result: dict[str, dict[str, Any]] = {
         run_id: {
             "step": None,
@@ -176,7 +182,8 @@ def run_progress(
         for run_id in run_ids
     }
     spans: dict[str, list[Any]] = {}
-    for row in _frame_rows(con, _PROGRESS_SQL, params):
+    source = _source(con, "metrics", projects, since_date, _ALL_DATES["hi"])
+    for row in _frame_rows(con, _PROGRESS_SQL.replace("{metrics}", source), params):
         info = result[row["run_id"]]
         info["latest"][row["key"]] = row["value"]
         if info["step"] is None or row["step"] > info["step"]:
@@ -207,14 +214,20 @@ def run_progress(
 
 
 def utilisation(
-    con: duckdb.DuckDBPyConnection, run_ids: list[str], *, since: dt.datetime | None = None
+    con: duckdb.DuckDBPyConnection,
+    run_ids: list[str],
+    *,
+    since: dt.datetime | None = None,
+    projects: list[str] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Mean CPU/GPU utilisation (percent) over each run's latest minute of samples."""
     if not run_ids:
         return {}
     since_date = (since or dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)).date()
     out: dict[str, dict[str, float]] = {}
-    for row in _optional_rows(con, _UTIL_SQL, {"ids": run_ids, "since_date": since_date}):
+    params = {"ids": run_ids, "since_date": since_date, "projects": projects}
+    source = _source(con, "system", projects, since_date, _ALL_DATES["hi"])
+    for row in _optional_rows(con, _UTIL_SQL.replace("{system}", source), params):
         out.setdefault(row["run_id"], {})[row["what"]] = row["util"]
     return out
 
@@ -258,8 +271,9 @@ def status(
     )
     ids = [row["run_id"] for row in runs]
     oldest = min((row["start_time"] for row in runs), default=None)
-    progress = run_progress(con, ids, since=oldest, now=now)
-    util = utilisation(con, ids, since=oldest)
+    projects = sorted({row["project"] for row in runs})
+    progress = run_progress(con, ids, since=oldest, projects=projects, now=now)
+    util = utilisation(con, ids, since=oldest, projects=projects)
     costs = run_costs(con, ids)
     rows = []
     for run in runs:
@@ -299,6 +313,82 @@ def status(
 
 
 # -- browsing (the web app) ------------------------------------------------------------------
+
+_DAY = dt.timedelta(days=1)
+_ALL_DATES = {"lo": dt.date(1970, 1, 1), "hi": dt.date(9999, 12, 31)}
+_SCOPE = "project = $project AND date BETWEEN $lo AND $hi AND run_id = $id"
+"""Metric/system rows of one run: its project partition and the dates of its lifetime."""
+
+
+def _source(con: Any, kind: str, projects: list[str] | None, lo: dt.date, hi: dt.date) -> str:
+    """What to scan for ``kind`` in ``projects`` dated ``lo``..``hi``: the view, or (on a
+    :class:`~ledger.analytics.live.LiveCursor`) just the files of those partitions, which
+    skips binding every file of the store."""
+    lister = getattr(con, "scoped_files", None)
+    files: list[str] | None = None
+    if lister is not None and projects is not None:
+        files = []
+        for project in projects:
+            found = lister(kind, project, lo, hi)
+            if found is None:
+                files = None
+                break
+            files.extend(found)
+    if files is None:
+        return f"events_{kind}"
+    if not files:
+        return f"(SELECT * FROM events_{kind} LIMIT 0)"
+    listing = ", ".join(quote_literal(name) for name in files)
+    return (
+        f"read_parquet([{listing}], hive_partitioning = true, union_by_name = true, "
+        f"hive_types = {HIVE_TYPES})"
+    )
+
+
+def run_scope(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
+    """Bound parameters that confine a scan of a high-volume kind to one run's partitions:
+    its project, and the UTC dates from a day before it started to a day after it ended
+    (open-ended while it runs). Pruning partitions is what keeps a run page fast on a big
+    store; :func:`_scoped` widens to all dates when the window finds nothing (points
+    logged with explicit timestamps far outside the run's lifetime).
+
+    Raises:
+        RunNotFoundError: no run has this id.
+    """
+    rows = _frame_rows(
+        con, "SELECT project, start_time, end_time FROM runs WHERE run_id = $id", {"id": run_id}
+    )
+    if not rows:
+        raise RunNotFoundError(f"No run with id {run_id!r}")
+    row = rows[0]
+    return {
+        "id": run_id,
+        "project": row["project"],
+        "lo": (row["start_time"] - _DAY).date() if row["start_time"] else _ALL_DATES["lo"],
+        "hi": (row["end_time"] + _DAY).date() if row["end_time"] else _ALL_DATES["hi"],
+    }
+
+
+def _scoped(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: dict[str, Any],
+    scope: dict[str, Any],
+    *,
+    widen: bool = True,
+) -> pl.DataFrame:
+    def run(scope: dict[str, Any]) -> pl.DataFrame:
+        where = ([scope["project"]], scope["lo"], scope["hi"])
+        text = sql.replace("{metrics}", _source(con, "metrics", *where)).replace(
+            "{system}", _source(con, "system", *where)
+        )
+        return fetch_frame(con, text, {**params, **scope})
+
+    frame = run(scope)
+    if frame.height == 0 and widen and (scope["lo"], scope["hi"]) != tuple(_ALL_DATES.values()):
+        frame = run({**scope, **_ALL_DATES})
+    return frame
+
 
 SORTABLE = {
     "start_time": "start_time",
@@ -382,6 +472,19 @@ def facets(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     return {"experiments": rows, "projects": sorted({row["project"] for row in rows})}
 
 
+# The latest_metrics view's fold, for one run, scanning only that run's partitions.
+_LATEST_SQL = f"""
+SELECT key,
+       arg_max(value, (step, ts, seq)) AS value,
+       max(step) AS step,
+       min(value) FILTER (WHERE NOT isnan(value)) AS min_value,
+       max(value) FILTER (WHERE NOT isnan(value)) AS max_value,
+       count(*) AS n_points
+FROM {{metrics}} WHERE {_SCOPE}
+GROUP BY key ORDER BY key
+"""
+
+
 def run_detail(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     """Everything known about one run: the runs row, params, tags, latest metrics,
     artifacts, data sets, costs and notes.
@@ -402,12 +505,7 @@ def run_detail(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
         "tags": _frame_rows(
             con, "SELECT key, value FROM tags WHERE run_id = $id ORDER BY key", ids
         ),
-        "metrics": _frame_rows(
-            con,
-            "SELECT key, value, step, min_value, max_value, n_points FROM latest_metrics "
-            "WHERE run_id = $id ORDER BY key",
-            ids,
-        ),
+        "metrics": _scoped(con, _LATEST_SQL, {}, run_scope(con, run_id)).to_dicts(),
         "artifacts": _frame_rows(
             con, "SELECT path, size, sha256, kind, ts FROM artifacts WHERE run_id = $id "
             "ORDER BY path", ids,
@@ -431,13 +529,13 @@ def run_detail(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-_SERIES_SQL = """
+_SERIES_SQL = f"""
 WITH points AS (
     SELECT key, step, value, ts,
            row_number() OVER (PARTITION BY key ORDER BY step, ts, seq) AS i,
            count(*) OVER (PARTITION BY key) AS n
-    FROM events_metrics
-    WHERE run_id = $id AND step > $after
+    FROM {{metrics}}
+    WHERE {_SCOPE} AND step > $after
       AND (CAST($keys AS VARCHAR[]) IS NULL OR list_contains($keys, key))
 )
 SELECT key, step, value, epoch(ts) AS t FROM points
@@ -459,10 +557,12 @@ def metric_series(
     NaN and ±inf come back as ``None`` (JSON has no NaN) — charts show them as gaps.
     """
     series: dict[str, list[list[Any]]] = {}
-    rows = fetch_frame(
+    rows = _scoped(
         con,
         _SERIES_SQL,
-        {"id": run_id, "after": int(after_step), "keys": keys, "max_points": int(max_points)},
+        {"after": int(after_step), "keys": keys, "max_points": int(max_points)},
+        run_scope(con, run_id),
+        widen=after_step < 0,
     )
     for key, step, value in zip(rows["key"], rows["step"], rows["value"], strict=True):
         series.setdefault(key, []).append(
@@ -475,21 +575,22 @@ def system_series(
     con: duckdb.DuckDBPyConnection, run_id: str, *, max_points: int = 600
 ) -> dict[str, list[list[Any]]]:
     """``{"device/key": [[unix_seconds, value], ...]}`` of a run's resource samples."""
-    rows = _optional_rows(
+    rows = _scoped(
         con,
-        """
+        f"""
         WITH s AS (
             SELECT device || '/' || key AS name, epoch(ts) AS t, value,
                    row_number() OVER (PARTITION BY device, key ORDER BY ts) AS i,
                    count(*) OVER (PARTITION BY device, key) AS n
-            FROM events_system WHERE run_id = $id
+            FROM {{system}} WHERE {_SCOPE}
         )
         SELECT name, t, value FROM s
         WHERE n <= $max_points OR i = n OR (i - 1) % ceil(n / $max_points)::BIGINT = 0
         ORDER BY name, t
         """,
-        {"id": run_id, "max_points": int(max_points)},
-    )
+        {"max_points": int(max_points)},
+        run_scope(con, run_id),
+    ).to_dicts()
     series: dict[str, list[list[Any]]] = {}
     for row in rows:
         value = row["value"]

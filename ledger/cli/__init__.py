@@ -64,5 +64,5 @@ def main() -> None:
 
 
 # Each import registers that area's verbs (one line per area).
-from ledger.cli import core  # noqa: E402,F401
+from ledger.cli import core  # noqa: E402,F401,I001
 from ledger.cli import monitor  # noqa: E402,F401

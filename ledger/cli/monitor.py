@@ -103,16 +103,23 @@ def status_cmd(
     ledger status --watch --interval 5s
     """
     from ledger.analytics.engine import connect
+    from ledger.analytics.live import LiveStore
     from ledger.analytics.monitor import status
     from ledger.durations import parse_duration
     from ledger.output import render
 
     seconds = parse_duration(interval, what="interval")
-    con = connect(store)
     keys = list(metrics) or None
+    # One shot: plain views (nothing to amortise). --watch: a live mirror that loads each
+    # new file once, so a refresh costs milliseconds even on a large store.
+    source: Any = LiveStore(store, min_interval=0) if live else connect(store)
 
     def snapshot() -> Any:
-        return status(con, project=project, recent=recent, metrics=keys)
+        con = source.cursor()
+        try:
+            return status(con, project=project, recent=recent, metrics=keys)
+        finally:
+            con.close()
 
     try:
         if not live:
@@ -134,7 +141,7 @@ def status_cmd(
     except KeyboardInterrupt:
         pass
     finally:
-        con.close()
+        source.close()
 
 
 def _title(project: str | None) -> str:

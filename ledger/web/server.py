@@ -1,8 +1,10 @@
 """``ledger serve``: a read-only dashboard over the same query functions as the CLI.
 
-Standard library only (``http.server.ThreadingHTTPServer``): one DuckDB database with the
-views, one cursor per request. Everything the browser loads ships in ``ledger/web/static``
-and is served from a fixed list of names (no file-system path is ever built from a URL).
+Standard library only (``http.server.ThreadingHTTPServer``): one cursor per request over a
+:class:`~ledger.analytics.live.LiveStore` (run-level events mirrored in memory and
+refreshed every second in the background; metrics and system samples read from only the
+partitions a run lives in). Everything the browser loads ships in ``ledger/web/static`` and
+is served from a fixed list of names (no file-system path is ever built from a URL).
 
 Safety:
 - Binds to 127.0.0.1 by default; a non-loopback host is refused unless a token is set.
@@ -29,7 +31,6 @@ import os
 import re
 import shutil
 import socket
-import threading
 import traceback
 import urllib.parse
 from http import HTTPStatus
@@ -37,10 +38,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
-import duckdb
-
 from ledger.analytics import monitor
-from ledger.analytics.engine import connect
+from ledger.analytics.live import LiveStore
 from ledger.errors import ConfigError, InvalidValueError, LedgerError, RunNotFoundError, StoreError
 from ledger.store import Store, open_store
 
@@ -103,32 +102,26 @@ class DashboardServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, store: Store, host: str, port: int, token: str | None) -> None:
+    def __init__(
+        self, store: Store, host: str, port: int, token: str | None, refresh_interval: float = 1.0
+    ) -> None:
         self.store = store
         self.token = token
         self.display_host = f"[{host}]" if ":" in host else host
         self.loopback_only = token is None
-        self.db = connect(store)
-        self._settings = (
-            "SET TimeZone = 'UTC'",
-            f"SET VARIABLE stall_after_s = {store.settings.stall_after!r}::DOUBLE",
-        )
-        self._db_lock = threading.Lock()
+        self.live = LiveStore(store, min_interval=refresh_interval)
+        self.live.start_background()
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), DashboardHandler)
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A connection of its own for one request (DuckDB cursors share the views)."""
-        with self._db_lock:
-            cur = self.db.cursor()
-        for statement in self._settings:
-            cur.execute(statement)
-        return cur
+    def cursor(self) -> Any:
+        """A connection of its own for one request, over the live mirror of the store."""
+        return self.live.cursor()
 
     def server_close(self) -> None:
         super().server_close()
-        self.db.close()
+        self.live.close()
 
 
 def make_server(
@@ -300,15 +293,19 @@ class DashboardHandler(BaseHTTPRequestHandler):
         if head in OPTIONAL_REPORTS and len(parts) == 1:
             self._json(_call_optional(OPTIONAL_REPORTS[head], self.server.store, query))
             return
-        con = self.server.cursor()
-        try:
-            self._json(self._api_data(con, parts, query))
-        finally:
-            con.close()
+        for attempt in range(2):
+            con = self.server.cursor()
+            try:
+                self._json(self._api_data(con, parts, query))
+                return
+            except RunNotFoundError:
+                # A run newer than the last background refresh: refresh now, ask again.
+                if attempt or not self.server.live.refresh(force=True):
+                    raise
+            finally:
+                con.close()
 
-    def _api_data(
-        self, con: duckdb.DuckDBPyConnection, parts: list[str], query: dict[str, str]
-    ) -> Any:
+    def _api_data(self, con: Any, parts: list[str], query: dict[str, str]) -> Any:
         head, rest = parts[0], parts[1:]
         if head == "runs" and not rest:
             total, rows = monitor.list_runs_page(
@@ -341,14 +338,19 @@ class DashboardHandler(BaseHTTPRequestHandler):
             if rest[1:] == ["system"]:
                 return monitor.system_series(con, run_id)
             if rest[1:] == ["progress"]:
-                info = monitor.run_progress(con, [run_id])[run_id]
                 found = monitor.fetch_frame(
-                    con, "SELECT status, last_heartbeat, duration_s FROM runs WHERE run_id = $id",
+                    con,
+                    "SELECT project, status, start_time, last_heartbeat, duration_s FROM runs "
+                    "WHERE run_id = $id",
                     {"id": run_id},
-                ).to_dicts()  # fmt: skip
+                ).to_dicts()
                 if not found:
                     raise RunNotFoundError(f"No run with id {run_id!r}")
-                return {**found[0], **info}
+                row = found[0]
+                info = monitor.run_progress(
+                    con, [run_id], since=row["start_time"], projects=[row["project"]]
+                )[run_id]
+                return {**row, **info}
         if head == "compare" and not rest:
             ids = [i for i in query.get("ids", "").split(",") if i]
             return monitor.compare_runs(con, ids)
