@@ -31,6 +31,7 @@ from typing import Any
 import duckdb
 from ledger.analytics.engine import (
     HIVE_TYPES,
+    _create_views,
     _view_files,
     connect,
     quote_identifier,
@@ -42,6 +43,7 @@ from ledger import events
 from ledger.store import Store, open_store
 
 log = logging.getLogger("ledger")
+SCHEMA_PROJECT = "__schema__"
 
 MIRRORED_KINDS = ("runs", "params", "tags", "artifacts", "datasets", "costs")
 LISTED_KINDS = ("metrics", "system")
@@ -272,3 +274,79 @@ class LiveStore:
         self._stop.set()
         with self._refresh_lock:
             self.db.close()
+
+
+def _partitioned_files(store: Store, kind: str) -> list[tuple[str, dt.date, str]]:
+    """(project, date, path) of every file of ``kind`` (schema files included)."""
+    out = []
+    for pattern in source_globs(store, kind):
+        for name in glob.glob(pattern):
+            match = _PARTITION.search(name.replace(os.sep, "/"))
+            if match:
+                out.append((match.group(1), dt.date.fromisoformat(match.group(2)), name))
+    return out
+
+
+def recent_connection(
+    store: str | os.PathLike[str] | Store | None = None,
+    *,
+    since: dt.datetime,
+    stall_after: float | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A connection whose views hold only the runs with any event since ``since`` (all of
+    their events), for one-shot questions about recent activity (``ledger status``).
+
+    Opening the full views binds every file of the store (~1 s for a 100,000-run store
+    here); this reads the file listing, then only the partitions dated from the oldest
+    start among those runs. Run events never predate their run's ``started`` event
+    (DESIGN.md invariant 2: ts is the time of logging), so widening the window back until
+    every recent run's start is found gives each of them its complete history. Object
+    stores fall back to :func:`~ledger.analytics.engine.connect`.
+    """
+    store_obj = open_store(store)
+    stall = store_obj.settings.stall_after if stall_after is None else float(stall_after)
+    if not store_obj.is_local:
+        return connect(store_obj, stall_after=stall)
+    store_obj.ensure_initialized()
+    listing = {kind: _partitioned_files(store_obj, kind) for kind in events.KINDS}
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET VARIABLE stall_after_s = {stall!r}::DOUBLE")
+
+    def files(kind: str, lo: dt.date, hi: dt.date = dt.date.max) -> str:
+        chosen = [p for proj, day, p in listing[kind] if proj == SCHEMA_PROJECT or lo <= day <= hi]
+        return ", ".join(quote_literal(p) for p in chosen)
+
+    def scan(kind: str, lo: dt.date, hi: dt.date = dt.date.max) -> str:
+        return (
+            f"read_parquet([{files(kind, lo, hi)}], hive_partitioning = true, "
+            f"union_by_name = true, hive_types = {HIVE_TYPES})"
+        )
+
+    cutoff = since.date()
+    recent = con.execute(
+        f"SELECT run_id, bool_or(event = 'started') FROM {scan('runs', cutoff)} GROUP BY run_id"
+    ).fetchall()
+    ids = [row[0] for row in recent]
+    missing = [row[0] for row in recent if not row[1]]
+    oldest = min(
+        (day for proj, day, _ in listing["runs"] if proj != SCHEMA_PROJECT), default=cutoff
+    )
+    step = 7
+    while missing and cutoff > oldest:
+        lower = max(oldest, cutoff - dt.timedelta(days=step))
+        found = con.execute(
+            f"SELECT DISTINCT run_id FROM {scan('runs', lower, cutoff - dt.timedelta(days=1))} "
+            "WHERE event = 'started' AND list_contains($missing, run_id)",
+            {"missing": missing},
+        ).fetchall()
+        cutoff, step = lower, step * 4
+        missing = sorted(set(missing) - {row[0] for row in found})
+    con.execute("CREATE TABLE scope_ids AS SELECT unnest($ids::VARCHAR[]) AS run_id", {"ids": ids})
+    for kind in events.KINDS:
+        con.execute(
+            f"CREATE VIEW events_{kind} AS SELECT * FROM {scan(kind, cutoff)} "
+            "WHERE run_id IN (SELECT run_id FROM scope_ids)"
+        )
+    _create_views(con)
+    return con

@@ -291,9 +291,11 @@ def status(
                 "step": info["step"],
                 "total_steps": info["total_steps"],
                 "percent": info["percent"],
-                "eta_s": info["eta_s"],
+                "eta_s": info["eta_s"] if run["status"] == "running" else None,
                 "metrics": "  ".join(f"{k}={format_value(latest[k])}" for k in keys),
-                "heartbeat_age_s": (now - heartbeat).total_seconds() if heartbeat else None,
+                "heartbeat_age_s": (now - heartbeat).total_seconds()
+                if heartbeat and run["status"] in ("running", "stalled")
+                else None,
                 "cpu_util": util.get(run["run_id"], {}).get("cpu"),
                 "gpu_util": util.get(run["run_id"], {}).get("gpu"),
                 "cost_usd": costs.get(run["run_id"], {}).get("cost_usd"),

@@ -102,24 +102,31 @@ def status_cmd(
     ledger status --project vision
     ledger status --watch --interval 5s
     """
-    from ledger.analytics.engine import connect
-    from ledger.analytics.live import LiveStore
+    from ledger.analytics.live import LiveStore, recent_connection
     from ledger.analytics.monitor import status
     from ledger.durations import parse_duration
     from ledger.output import render
+    from ledger.store import open_store
 
     seconds = parse_duration(interval, what="interval")
     keys = list(metrics) or None
-    # One shot: plain views (nothing to amortise). --watch: a live mirror that loads each
-    # new file once, so a refresh costs milliseconds even on a large store.
-    source: Any = LiveStore(store, min_interval=0) if live else connect(store)
+    # One shot: only the partitions recent runs live in. --watch: a live mirror that loads
+    # each new file once, so a refresh costs milliseconds even on a large store.
+    if live:
+        source: Any = LiveStore(store, min_interval=0)
+    else:
+        store_obj = open_store(store)
+        window = max(parse_duration(recent, what="recent window"), store_obj.settings.stall_after)
+        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=window + 60)
+        source = recent_connection(store_obj, since=since)
 
     def snapshot() -> Any:
-        con = source.cursor()
+        con = source.cursor() if live else source
         try:
             return status(con, project=project, recent=recent, metrics=keys)
         finally:
-            con.close()
+            if live:
+                con.close()
 
     try:
         if not live:
