@@ -253,7 +253,8 @@ def status(
 
     One row per run with the columns of :data:`STATUS_COLUMNS`: progress (step, total,
     percent, ETA in seconds), the latest value of key ``metrics`` (default: the first
-    ``max_metrics`` keys by name) as ``key=value`` text, heartbeat age in seconds,
+    ``max_metrics`` keys by name) as ``key=value`` text, heartbeat age in seconds (since
+    the last heartbeat or metric point, for open runs),
     CPU/GPU utilisation and cost so far.
 
     Raises:
@@ -280,7 +281,11 @@ def status(
         info = progress[run["run_id"]]
         latest = info["latest"]
         keys = [k for k in metrics if k in latest] if metrics else sorted(latest)[:max_metrics]
-        heartbeat = run["last_heartbeat"]
+        # Last heard from: a heartbeat or a metric point, whichever is newer.
+        heartbeat = max(
+            (t for t in (run["last_heartbeat"], info["last_metric_ts"]) if t is not None),
+            default=None,
+        )
         rows.append(
             {
                 "run_id": run["run_id"],

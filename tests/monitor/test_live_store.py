@@ -7,10 +7,11 @@ import glob
 import os
 import time
 
-import ledger
 from ledger.analytics import monitor
 from ledger.analytics.engine import connect, fetch_frame
 from ledger.analytics.live import LiveStore, recent_connection
+
+import ledger
 from ledger.writer import writer_for
 
 RUNS_SQL = "SELECT run_id, name, status, start_time, end_time FROM runs ORDER BY run_id"
