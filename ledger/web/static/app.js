@@ -169,7 +169,7 @@ async function runPage(token, runId) {
     ["project / experiment", `${r.project} / ${r.experiment || ""}`], ["started", when(r.start_time)],
     ["ended", when(r.end_time)], ["duration", h("span", { id: "run-duration" }, dur(r.duration_s))],
     ["last heartbeat", heartbeat], ["user@host", `${r.user || ""}@${r.host || ""}`],
-    ["command", h("span", { class: "mono" }, r.command || "")],
+    ["command", r.command ? h("span", { class: "mono" }, r.command) : ""],
     ["git", r.git_commit ? `${r.git_branch || ""} ${r.git_commit.substring(0, 10)}${r.git_dirty ? " (dirty)" : ""}` : ""],
     ["python", r.python_version || ""], ["parent", r.parent_run_id ? runLink(r.parent_run_id) : ""],
     ["message", r.message || ""],
@@ -186,7 +186,8 @@ async function runPage(token, runId) {
   app.textContent = "";
   append(app,
     h("h1", {}, r.name || short(r.run_id), " ", badge(r.status)),
-    h("div", { class: "card kv" }, facts.flatMap(([k, v]) => [h("div", {}, k), h("div", {}, v)])),
+    h("div", { class: "card kv" }, facts.filter(([, v]) => v !== "" && v !== null)
+      .flatMap(([k, v]) => [h("div", {}, k), h("div", {}, v)])),
     h("h2", {}, "Metrics"), metricsGrid,
     h("h2", {}, "System"), systemGrid,
     h("div", { class: "grid" },
