@@ -24,6 +24,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_logging.py
+	$(BIN)/python benchmarks/bench_monitor.py
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
