@@ -143,7 +143,10 @@ def make_server(
             f"Refusing to serve on {host!r} without --token: the dashboard shows every run "
             "in the store. Bind to 127.0.0.1 (default) or set --token."
         )
-    return DashboardServer(open_store(store), host, port, token)
+    try:
+        return DashboardServer(open_store(store), host, port, token)
+    except OSError as exc:
+        raise ConfigError(f"Cannot serve on {host}:{port}: {exc.strerror or exc}") from exc
 
 
 def _call_optional(name: str, store: Store, query: dict[str, str]) -> dict[str, Any]:

@@ -158,3 +158,10 @@ def test_reports_of_other_areas_degrade_gracefully(serve, monkeypatch):
     assert len(body["result"]["rows"]) == 2
     status, body = get_json(server, "/api/leaderboard")
     assert body["available"] and "metric" in body["error"]
+
+
+def test_port_in_use_is_a_one_line_error(serve):
+    server = serve()
+    result = CliRunner().invoke(cli, ["serve", "--port", str(server.server_port)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: Cannot serve on 127.0.0.1:{server.server_port}:")
