@@ -86,6 +86,11 @@ class LiveStore:
             self.store.settings.stall_after if stall_after is None else float(stall_after)
         )
         self.db = connect(self.store, stall_after=self.stall_after)
+        # Refreshes (possibly from a background thread) run on a connection of their own:
+        # one DuckDB connection object must not be used by two threads at once.
+        self._rcon = self.db.cursor()
+        self._rcon.execute("SET TimeZone = 'UTC'")
+        self._rcon.execute(f"SET VARIABLE stall_after_s = {self.stall_after!r}::DOUBLE")
         self.mirrored = self.store.is_local
         self._loaded: dict[str, set[str]] = {kind: set() for kind in MIRRORED_KINDS}
         # (kind, project) -> [(date, file)] of the high-volume kinds, from the last refresh.
@@ -145,23 +150,23 @@ class LiveStore:
         self._snapshot = True
 
     def _update_runs_snapshot(self, touched: set[str]) -> None:
-        open_runs = self.db.execute(
+        open_runs = self._rcon.execute(
             "SELECT run_id FROM runs_snapshot WHERE status IN ('running', 'stalled')"
         ).fetchall()
         ids = sorted(touched | {row[0] for row in open_runs})
         if not ids:
             return
-        self.db.execute("BEGIN TRANSACTION")
+        self._rcon.execute("BEGIN TRANSACTION")
         try:
-            self.db.execute("DELETE FROM live_touched")
-            self.db.execute("INSERT INTO live_touched SELECT unnest($ids)", {"ids": ids})
-            self.db.execute(
+            self._rcon.execute("DELETE FROM live_touched")
+            self._rcon.execute("INSERT INTO live_touched SELECT unnest($ids)", {"ids": ids})
+            self._rcon.execute(
                 "DELETE FROM runs_snapshot WHERE run_id IN (SELECT run_id FROM live_touched)"
             )
-            self.db.execute("INSERT INTO runs_snapshot SELECT * FROM runs_touched")
-            self.db.execute("COMMIT")
+            self._rcon.execute("INSERT INTO runs_snapshot SELECT * FROM runs_touched")
+            self._rcon.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._rcon.execute("ROLLBACK")
             raise
 
     def _list(self, kind: str) -> set[str]:
@@ -188,7 +193,7 @@ class LiveStore:
                 if kind == "runs" and gone:
                     touched.update(self._run_ids_of(gone))
                 if gone:
-                    self.db.execute(
+                    self._rcon.execute(
                         f"DELETE FROM mirror_{kind} WHERE list_contains($gone, _file)",
                         {"gone": gone},
                     )
@@ -222,7 +227,7 @@ class LiveStore:
         return sorted(f for day, f in self._listing.get((kind, project), ()) if lo <= day <= hi)
 
     def _run_ids_of(self, files: list[str]) -> set[str]:
-        rows = self.db.execute(
+        rows = self._rcon.execute(
             "SELECT DISTINCT run_id FROM mirror_runs WHERE list_contains($files, _file)",
             {"files": files},
         ).fetchall()
@@ -233,7 +238,7 @@ class LiveStore:
         columns = ", ".join(quote_identifier(c) for c in self._columns[kind])
         listing = ", ".join(quote_literal(f) for f in files)
         try:
-            self.db.execute(
+            self._rcon.execute(
                 f"INSERT INTO mirror_{kind} BY NAME SELECT {columns}, filename AS _file "
                 f"FROM read_parquet([{listing}], hive_partitioning = true, union_by_name = true, "
                 f"hive_types = {HIVE_TYPES}, filename = true)"
@@ -273,6 +278,7 @@ class LiveStore:
     def close(self) -> None:
         self._stop.set()
         with self._refresh_lock:
+            self._rcon.close()
             self.db.close()
 
 

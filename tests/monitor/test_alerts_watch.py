@@ -68,7 +68,7 @@ def hook():
 
 
 def _status(store, run_id):
-    con = connect(store, stall_after=2)
+    con = connect(store, stall_after=3)
     try:
         rows = fetch_frame(con, "SELECT status FROM runs WHERE run_id = $id", {"id": run_id})
         return rows["status"][0] if rows.height else None
@@ -126,10 +126,10 @@ def test_watch_alerts_each_condition_once_and_survives_restart(
     assert failing.wait(timeout=20) == 1
     assert terminated.wait(timeout=20) != 0
     assert nan_proc.wait(timeout=20) == 0
-    # SIGKILL leaves no trace: the run goes silent and is stalled after stall_after (2 s).
+    # SIGKILL leaves no trace: the run goes silent and is stalled after stall_after (3 s).
     wait(lambda: _status(store_path, kill_id) == "stalled", timeout=20)
 
-    rules = load_rules(store.read_config(), stall_after="2s", webhook=hook.url)
+    rules = load_rules(store.read_config(), stall_after="3s", webhook=hook.url)
     result = watch_once(store_path, rules)
     by_run = {(a.run_id, a.condition): a for a in result.sent}
     assert (fail_id, "failed") in by_run
@@ -154,7 +154,7 @@ def test_watch_alerts_each_condition_once_and_survives_restart(
     # A second pass, and a brand-new watcher process, repeat nothing.
     assert watch_once(store_path, rules).sent == []
     out = subprocess.run(
-        [sys.executable, "-m", "ledger", "watch", "--once", "--stall-after", "2s",
+        [sys.executable, "-m", "ledger", "watch", "--once", "--stall-after", "3s",
          "--webhook", hook.url, "--store", store_path],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
