@@ -136,4 +136,5 @@ def test_live_run_step_advances_on_screen(page, dashboard, populated_store, spaw
     proc.send_signal(signal.SIGTERM)  # the page notices the run ended
     proc.wait(timeout=20)
     expect(page.locator("#run-status")).to_have_text("killed", timeout=20000)
+    expect(page.locator("#title-status")).to_have_text("killed")
     assert page.problems == []

@@ -70,7 +70,7 @@ function table(columns, rows, rowAttrs) {
 
 // -- runs table ---------------------------------------------------------------------------
 
-const runsState = { q: "", project: "", status: "", sort: "start_time", order: "desc", offset: 0,
+const runsState = { q: "", project: "", experiment: "", status: "", sort: "start_time", order: "desc", offset: 0,
   selected: new Set() };
 
 async function runsPage(token) {
@@ -81,6 +81,9 @@ async function runsPage(token) {
     value: runsState.q, size: 36 });
   const project = h("select", { id: "filter-project" }, h("option", { value: "" }, "all projects"),
     facets.projects.map((p) => h("option", { value: p, selected: p === runsState.project }, p)));
+  const experiment = h("select", { id: "filter-experiment" }, h("option", { value: "" }, "all experiments"),
+    [...new Set(facets.experiments.filter((e) => !runsState.project || e.project === runsState.project)
+      .map((e) => e.experiment))].map((x) => h("option", { value: x, selected: x === runsState.experiment }, x)));
   const status = h("select", { id: "filter-status" }, h("option", { value: "" }, "any status"),
     ["running", "finished", "failed", "killed", "stalled"].map((s) =>
       h("option", { value: s, selected: s === runsState.status }, s)));
@@ -91,7 +94,7 @@ async function runsPage(token) {
   const holder = h("div", { id: "runs-table" });
   const pager = h("div", { class: "pager" });
   app.textContent = "";
-  append(app, h("h1", {}, "Runs"), h("div", { class: "toolbar" }, search, project, status, compare, count),
+  append(app, h("h1", {}, "Runs"), h("div", { class: "toolbar" }, search, project, experiment, status, compare, count),
     holder, pager);
 
   let debounce = null;
@@ -99,7 +102,10 @@ async function runsPage(token) {
     clearTimeout(debounce);
     debounce = setTimeout(() => { runsState.q = search.value; runsState.offset = 0; load(); }, 200);
   });
-  project.addEventListener("change", () => { runsState.project = project.value; runsState.offset = 0; load(); });
+  project.addEventListener("change", () => {
+    runsState.project = project.value; runsState.experiment = ""; runsState.offset = 0; route();
+  });
+  experiment.addEventListener("change", () => { runsState.experiment = experiment.value; runsState.offset = 0; load(); });
   status.addEventListener("change", () => { runsState.status = status.value; runsState.offset = 0; load(); });
 
   const columns = [
@@ -117,7 +123,7 @@ async function runsPage(token) {
   ];
 
   async function load() {
-    const q = new URLSearchParams({ q: runsState.q, project: runsState.project, status: runsState.status,
+    const q = new URLSearchParams({ q: runsState.q, project: runsState.project, experiment: runsState.experiment, status: runsState.status,
       sort: runsState.sort, order: runsState.order, offset: runsState.offset, limit: 100 });
     let data;
     try { data = await api(`/api/runs?${q}`); } catch (err) { showError(holder, err); return; }
@@ -185,7 +191,7 @@ async function runPage(token, runId) {
   const systemGrid = h("div", { class: "grid", id: "system-charts" });
   app.textContent = "";
   append(app,
-    h("h1", {}, r.name || short(r.run_id), " ", badge(r.status)),
+    h("h1", {}, r.name || short(r.run_id), " ", h("span", { id: "title-status" }, badge(r.status))),
     h("div", { class: "card kv" }, facts.filter(([, v]) => v !== "" && v !== null)
       .flatMap(([k, v]) => [h("div", {}, k), h("div", {}, v)])),
     h("h2", {}, "Metrics"), metricsGrid,
@@ -248,6 +254,8 @@ async function runPage(token, runId) {
     if (token !== routeToken) return;
     stepCell.textContent = p.step === null ? "" : (p.total_steps ? `${p.step} / ${p.total_steps}` : String(p.step));
     statusCell.textContent = ""; statusCell.appendChild(badge(p.status));
+    const title = document.getElementById("title-status");
+    if (title) { title.textContent = ""; title.appendChild(badge(p.status)); }
     heartbeat.textContent = when(p.last_heartbeat);
     document.getElementById("run-duration").textContent = dur(p.duration_s);
     progressBar.textContent = "";
