@@ -230,8 +230,10 @@ def load_rules(config: dict[str, Any], **overrides: Any) -> AlertRules:
     )
 
 
+_OPEN = "status = 'running' OR (status = 'stalled' AND last_heartbeat >= $since)"
+
 # Runs that may alert: not archived/deleted; open, or ended/silent within the lookback.
-_CANDIDATES_SQL = """
+_CANDIDATES_SQL = f"""
 WITH hidden AS (
     SELECT run_id FROM events_runs
     WHERE event IN ('archived', 'restored', 'deleted')
@@ -242,7 +244,7 @@ last_points AS (
     SELECT run_id, max(ts) AS last_metric_ts, max(step) AS step
     FROM events_metrics
     WHERE date >= $since_date
-      AND run_id IN (SELECT run_id FROM runs WHERE status IN ('running', 'stalled'))
+      AND run_id IN (SELECT run_id FROM runs WHERE {_OPEN})
     GROUP BY run_id
 )
 SELECT r.run_id, r.project, r.experiment, r.name, r.status, r.message, r.exit_code,
@@ -325,9 +327,15 @@ def detect(
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     since = now - dt.timedelta(seconds=rules.lookback)
-    runs = fetch_frame(
-        con, _CANDIDATES_SQL, {"since": since, "since_date": since.date()}
-    ).to_dicts()
+    # Metric points never predate their run (a day of margin for explicit timestamps):
+    # scanning from the oldest open run's start date finds each one's last point.
+    oldest = fetch_frame(
+        con,
+        f"SELECT min(start_time) AS t FROM runs WHERE {_OPEN}",
+        {"since": since},
+    )["t"][0]
+    since_date = (oldest - dt.timedelta(days=1)).date() if oldest is not None else now.date()
+    runs = fetch_frame(con, _CANDIDATES_SQL, {"since": since, "since_date": since_date}).to_dicts()
     alerts: list[Alert] = []
     stall_cut = now - dt.timedelta(seconds=rules.stall_after)
     for run in runs:
