@@ -232,8 +232,8 @@ def main() -> None:
     page = json.loads(_http(port, "/api/runs"))
     running_id = json.loads(_http(port, "/api/runs?status=running&limit=1"))["rows"][0]["run_id"]
     finished_id = page["rows"][-1]["run_id"]
-    print(f"store: {page['total']:,} runs; load average {os.getloadavg()[0]:.1f} on "
-          f"{os.cpu_count()} CPUs (shared machines: compare p50s taken at similar load)")  # fmt: skip
+    load = os.getloadavg()[0]
+    print(f"store: {page['total']:,} runs; load average {load:.1f} on {os.cpu_count()} CPUs")
 
     def timed(fn, repeat=args.repeat) -> list[float]:
         fn()  # warm-up
