@@ -62,14 +62,21 @@ _CSP = (
 )
 
 
-def is_loopback(host: str) -> bool:
-    """True when ``host`` (a name or address) resolves only to loopback addresses."""
-    if host in ("localhost", "ip6-localhost"):
+def is_loopback(host: str, *, resolve: bool = True) -> bool:
+    """True when ``host`` (a name or address) resolves only to loopback addresses.
+
+    With ``resolve=False`` (checking a request's ``Host`` header) no DNS lookup is made:
+    only loopback literals and ``localhost`` names pass.
+    """
+    host = host.strip("[]").lower()
+    if host in ("localhost", "ip6-localhost") or host.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         pass
+    if not resolve:
+        return False
     try:
         infos = socket.getaddrinfo(host, None)
     except OSError:
@@ -224,8 +231,10 @@ class DashboardHandler(BaseHTTPRequestHandler):
     def _authorised(self, query: dict[str, str]) -> tuple[bool, dict[str, str]]:
         token = self.server.token
         if token is None:
-            host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
-            return (not host or is_loopback(host)), {}
+            header = self.headers.get("Host") or ""
+            match = re.match(r"^\[([^\]]*)\]|^([^:]*)", header)
+            host = (match.group(1) or match.group(2)) if match else ""
+            return (not host or is_loopback(host, resolve=False)), {}
         offered = []
         auth = self.headers.get("Authorization", "")
         if auth.startswith("Bearer "):

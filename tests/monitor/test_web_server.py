@@ -136,6 +136,9 @@ def test_loopback_server_refuses_foreign_host_header(serve):
     server = serve()
     assert get(server, "/api/runs", headers={"Host": "attacker.example:8765"})[0] == 401
     assert get(server, "/api/runs", headers={"Host": f"localhost:{server.server_port}"})[0] == 200
+    assert get(server, "/api/runs", headers={"Host": "[::1]:8765"})[0] == 200
+    assert get(server, "/api/runs", headers={"Host": "127.0.0.1"})[0] == 200
+    assert get(server, "/api/runs", headers={"Host": "127.0.0.1.nip.io"})[0] == 401
 
 
 def test_reports_of_other_areas_degrade_gracefully(serve, monkeypatch):
