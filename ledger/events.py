@@ -42,6 +42,7 @@ RUN_EVENTS = (
     "pinned",
     "unpinned",
     "deleted",
+    "alerted",  # `ledger watch` reported a condition (attrs.condition); once per run each
 )
 TERMINAL_STATUSES = ("finished", "failed", "killed")
 STATUSES = ("running", "finished", "failed", "killed", "stalled")

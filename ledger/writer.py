@@ -341,6 +341,13 @@ class Writer:
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
+            # pyarrow imports pandas (when installed) on first use, and pandas imports
+            # concurrent.futures.thread, which cannot register its exit hook once the
+            # interpreter is shutting down: a run that ends before the first background
+            # flush (a script that fails at once) would lose every event at exit.
+            # Importing it now, while the interpreter is alive, registers the hook in time.
+            import concurrent.futures.thread  # noqa: F401
+
             with _threads_lock:
                 if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(

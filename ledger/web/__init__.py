@@ -1,0 +1,1 @@
+"""The read-only web dashboard (``ledger serve``); static assets ship in ``static/``."""
