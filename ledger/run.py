@@ -532,7 +532,7 @@ class Run:
         if self._ended:
             raise RunStateError(f"Run {self.id} has ended; start or resume a run to log to it")
 
-    def _event(self, kind: str, **row: Any) -> None:
+    def _event(self, kind: str, /, **row: Any) -> None:
         row["run_id"] = self.id
         self._writer.add_event(kind, self.project, row)
 
