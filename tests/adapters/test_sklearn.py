@@ -11,20 +11,22 @@ import ledger
 from ledger.store import open_store
 
 pytest.importorskip("sklearn")
-import joblib  # noqa: E402
-from sklearn.datasets import load_iris  # noqa: E402
-from sklearn.ensemble import RandomForestClassifier  # noqa: E402
-from sklearn.experimental import enable_halving_search_cv  # noqa: E402, F401
-from sklearn.linear_model import LogisticRegression, Ridge  # noqa: E402
-from sklearn.model_selection import (  # noqa: E402
+import joblib
+from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import (
     GridSearchCV,
     HalvingGridSearchCV,
     RandomizedSearchCV,
 )
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
 
-from ledger import sklearn as lsk  # noqa: E402
+from ledger import sklearn as lsk
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,11 @@ def _artifact(store_path, run_id, path):
     return open_store(store_path).artifact_path(uri[0])
 
 
+def _read(path):
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
 def _children(store_path, parent_id):
     return ledger.query(
         "SELECT run_id, name, status FROM runs WHERE parent_run_id = ? ORDER BY start_time",
@@ -60,8 +67,8 @@ def _children(store_path, parent_id):
 def test_grid_search_becomes_parent_and_candidate_runs(store_path, iris):
     x, y, _ = iris
     search = GridSearchCV(
-        LogisticRegression(max_iter=300),
-        {"C": [0.01, 0.1, 1.0], "fit_intercept": [True, False]},
+        KNeighborsClassifier(),
+        {"n_neighbors": [1, 5, 15], "weights": ["uniform", "distance"]},
         cv=3,
         scoring={"accuracy": "accuracy", "f1": "f1_macro"},
         refit="accuracy",
@@ -69,13 +76,13 @@ def test_grid_search_becomes_parent_and_candidate_runs(store_path, iris):
     with ledger.start_run("sk", "grid", store=store_path) as outer:
         parent = lsk.log_search(search)
     ledger.flush()
-    assert parent.parent_id == outer.id and parent.name == "GridSearchCV(LogisticRegression)"
+    assert parent.parent_id == outer.id and parent.name == "GridSearchCV(KNeighborsClassifier)"
     params = dict(
         ledger.query(
             "SELECT key, value FROM params WHERE run_id = ?", store=store_path, params=[parent.id]
         ).rows()
     )
-    assert params["best_C"] == repr(search.best_params_["C"])
+    assert params["best_n_neighbors"] == str(search.best_params_["n_neighbors"])
     assert params["n_candidates"] == "6" and params["n_splits"] == "3"
     assert params["refit"] == "accuracy"
     summary = dict(
@@ -110,7 +117,7 @@ def test_grid_search_becomes_parent_and_candidate_runs(store_path, iris):
         store=store_path,
         params=[parent.id],
     ).rows()
-    assert typed == [("C", "0.01", "float"), ("fit_intercept", "True", "bool")]
+    assert typed == [("n_neighbors", "1", "int"), ("weights", "uniform", "str")]
 
 
 def test_randomized_and_halving_searches(store_path, iris):
@@ -237,13 +244,17 @@ def test_helpers_log_tables_metrics_and_pngs(store_path, iris):
         report = lsk.log_classification_report(y[1::2], predicted, prefix="test_")
         ranked = lsk.log_feature_importances(model, names)
         curve = lsk.log_learning_curve(
-            LogisticRegression(max_iter=200), x, y, cv=3, train_sizes=(0.3, 0.6, 1.0)
+            DecisionTreeClassifier(max_depth=3, random_state=0),
+            x,
+            y,
+            cv=3,
+            train_sizes=(0.3, 0.6, 1.0),
         )
     ledger.flush()
     from sklearn.metrics import confusion_matrix, f1_score
 
     assert matrix == confusion_matrix(y[1::2], predicted).tolist()
-    stored = json.loads(open(_artifact(store_path, run.id, "confusion_matrix.json")).read())
+    stored = json.loads(_read(_artifact(store_path, run.id, "confusion_matrix.json")))
     assert stored["matrix"] == matrix and stored["labels"] == [0, 1, 2]
     for png in ("confusion_matrix.png", "feature_importances.png", "learning_curve.png"):
         with open(_artifact(store_path, run.id, png), "rb") as handle:
@@ -257,7 +268,7 @@ def test_helpers_log_tables_metrics_and_pngs(store_path, iris):
     )
     assert metrics["test_f1_macro"] == pytest.approx(f1_score(y[1::2], predicted, average="macro"))
     assert metrics["test_accuracy"] == pytest.approx(report["accuracy"])
-    csv = open(_artifact(store_path, run.id, "feature_importances.csv")).read().splitlines()
+    csv = _read(_artifact(store_path, run.id, "feature_importances.csv")).splitlines()
     assert csv[0] == "feature,importance" and len(csv) == 5
     assert [pair[0] for pair in ranked] == [line.split('"')[1] for line in csv[1:]]
     assert ranked[0][1] == pytest.approx(model.feature_importances_.max())
