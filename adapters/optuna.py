@@ -311,8 +311,12 @@ class LedgerCallback:
     ) -> None:
         # The study run's optimisation history: best value so far, step = trial number.
         try:
-            best = study.best_value
+            # The storage's own best (all processes' trials); Study.best_value would
+            # deep-copy the trial first, which is most of this callback's cost.
+            best = study._storage.get_best_trial(study._study_id).value
         except ValueError:
+            return
+        if best is None:
             return
         value = trial.value
         if value is None or math.isnan(value):

@@ -77,7 +77,6 @@ def _run_one(
     """Runs in the worker (any process or thread): one config inside its own run."""
     started = time.perf_counter()
     run = new_run(project, experiment, name, parent=parent_id, store=store_root, run_id=run_id)
-    run.set_tag("ledger.batch_index", index)
     status, value, error, trace = "finished", None, None, None
     try:
         if log_params and config:
