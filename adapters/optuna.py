@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from ledger.adapters._record import MetricRow, record_run
 
-from ledger.errors import LedgerError
+from ledger.errors import AdapterError, LedgerError
 from ledger.ids import new_id, stable_id
 from ledger.run import Run, active_run, continue_run, new_run
 from ledger.store import Store, open_store
@@ -160,7 +160,7 @@ class LedgerCallback:
             if self.study_run is not None and self._study_key == key:
                 return self.study_run
             if self.study_run is not None:
-                raise ValueError(
+                raise AdapterError(
                     f"This LedgerCallback tracks study {self._study_key[1]!r}; "  # type: ignore[index]
                     f"use one callback per study (got {study.study_name!r})"
                 )
@@ -223,7 +223,7 @@ class LedgerCallback:
         names = self.metric_names or getattr(study, "metric_names", None)
         if names is not None:
             if len(names) != n:
-                raise ValueError(f"{n} objective(s) but {len(names)} metric names: {names}")
+                raise AdapterError(f"{n} objective(s) but {len(names)} metric names: {names}")
             return list(names)
         return ["value"] if n == 1 else [f"value_{i}" for i in range(n)]
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from ledger.adapters._record import MetricRow, record_run
 
-from ledger.errors import NoActiveRunError
+from ledger.errors import AdapterError, NoActiveRunError
 from ledger.ids import new_id
 from ledger.run import MAX_VALUE_LENGTH, Run, active_run, new_run, param_text
 from ledger.store import Store, open_store
@@ -147,10 +147,10 @@ def log_search(
     Returns the parent run; a run this function started is ended before it returns.
 
     Raises:
-        ValueError: ``search_cv`` is not fitted (has no ``cv_results_``).
+        AdapterError: ``search_cv`` is not fitted (has no ``cv_results_``).
     """
     if not hasattr(search_cv, "cv_results_"):
-        raise ValueError(f"{type(search_cv).__name__} is not fitted: it has no cv_results_")
+        raise AdapterError(f"{type(search_cv).__name__} is not fitted: it has no cv_results_")
     own = run is None
     if run is None:
         estimator_name = type(getattr(search_cv, "estimator", None)).__name__
@@ -630,7 +630,7 @@ def log_feature_importances(
     Returns ``(feature, importance)`` pairs, most important first.
 
     Raises:
-        ValueError: the model has neither ``feature_importances_`` nor ``coef_``.
+        AdapterError: the model has neither ``feature_importances_`` nor ``coef_``.
     """
     import numpy as np
 
@@ -644,13 +644,13 @@ def log_feature_importances(
         values = coef.mean(axis=0) if coef.ndim > 1 else coef
         kind = "|coef_|"
     else:
-        raise ValueError(f"{type(fitted).__name__} has neither feature_importances_ nor coef_")
+        raise AdapterError(f"{type(fitted).__name__} has neither feature_importances_ nor coef_")
     if feature_names is None:
         feature_names = list(
             getattr(model, "feature_names_in_", [f"x{i}" for i in range(len(values))])
         )
     if len(feature_names) != len(values):
-        raise ValueError(f"{len(feature_names)} feature names for {len(values)} importances")
+        raise AdapterError(f"{len(feature_names)} feature names for {len(values)} importances")
     ranked = sorted(
         ((str(n), float(v)) for n, v in zip(feature_names, values, strict=True)),
         key=lambda pair: -pair[1],

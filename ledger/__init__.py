@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ledger.errors import (
+    AdapterError,
     AmbiguousRunError,
     ConfigError,
     InvalidKeyError,
@@ -68,6 +69,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AdapterError",
     "AmbiguousRunError",
     "ConfigError",
     "InvalidKeyError",

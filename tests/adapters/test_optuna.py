@@ -285,3 +285,19 @@ def test_track_in_ledger_makes_the_trial_run_active(store_path):
         "SELECT status FROM runs WHERE run_id = ?", store=store_path, params=[callback.study_run.id]
     ).rows()
     assert parent == [("finished",)]  # the error was handled inside the block
+
+
+def test_misuse_raises_typed_errors(store_path):
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    callback = LedgerCallback(metric_names=["only-one"], store=store_path)
+    with pytest.raises(ledger.AdapterError, match="2 objective"):
+        study.optimize(
+            lambda t: (t.suggest_float("x", 0, 1), 0.0), n_trials=1, callbacks=[callback]
+        )
+    other = optuna.create_study(study_name="other")
+    callback = LedgerCallback(store=store_path)
+    optuna.create_study(study_name="first").optimize(
+        lambda t: t.suggest_float("x", 0, 1), n_trials=1, callbacks=[callback]
+    )
+    with pytest.raises(ledger.AdapterError, match="one callback per study"):
+        other.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1, callbacks=[callback])
