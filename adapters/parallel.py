@@ -20,6 +20,8 @@ does not stop the batch.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import logging
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -31,6 +33,8 @@ from ledger.run import Run, active_run, new_run
 from ledger.store import Store, open_store
 
 __all__ = ["ExperimentResult", "run_experiments"]
+
+log = logging.getLogger("ledger")
 
 
 @dataclass
@@ -88,9 +92,10 @@ def _run_one(
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         trace = traceback.format_exc()
     finally:
-        # wait=True: pool workers outlive the batch, so the run must be durable before
-        # the result goes back (a worker killed later loses nothing).
-        run.end(status, message=error, wait=True)
+        # The end wakes this worker's flusher, which writes the run while the worker goes
+        # on with its next config; the caller waits for the files once per batch
+        # (_await_durable) instead of every config paying its fsyncs in turn.
+        run.end(status, message=error)
     return ExperimentResult(
         index=index,
         config=config,
@@ -198,6 +203,7 @@ def run_experiments(
 
     writer_for(store_obj).flush()
     _backend_ready(backend)
+    batch_start = dt.datetime.now(dt.timezone.utc)
     run_ids = [new_id() for _ in configs]
     tasks = (
         joblib.delayed(_run_one)(
@@ -233,6 +239,7 @@ def run_experiments(
         if own_parent is not None:
             own_parent.end("failed", message="the batch was interrupted")
         raise
+    _await_durable(store_obj, project, run_ids, batch_start)
     if own_parent is not None:
         failed = sum(not result.ok for result in results)
         if failed:
@@ -240,3 +247,70 @@ def run_experiments(
         own_parent.log_metrics({"n_failed": failed, "n_finished": len(results) - failed})
         own_parent.end("finished")
     return results
+
+
+def _await_durable(
+    store: Store,
+    project: str,
+    run_ids: list[str],
+    since: dt.datetime,
+    timeout: float | None = None,
+) -> None:
+    """Wait until every run of the batch has its end event on disk.
+
+    Workers in this process are flushed directly; workers elsewhere (loky, Dask, Ray)
+    flush in the background right after each run ends, so the batch's partitions are
+    polled, each new file read once, until every run id shows a terminal event. A worker
+    that is gone without flushing cannot be waited for: after the timeout the missing
+    runs are reported in a warning (the results are returned all the same).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from pyarrow import fs as pafs
+
+    from ledger.events import TERMINAL_STATUSES
+    from ledger.run import flush
+
+    flush()
+    missing = set(run_ids)
+    seen: set[str] = set()
+    if timeout is None:
+        timeout = max(30.0, 3 * store.settings.flush_interval)
+    deadline = time.monotonic() + timeout
+    wanted = pa.array(sorted(missing))
+    terminal = pa.array(list(TERMINAL_STATUSES))
+    while True:
+        today = dt.datetime.now(dt.timezone.utc).date()
+        days = [since.date() + dt.timedelta(days=n) for n in range((today - since.date()).days + 1)]
+        for day in days:
+            selector = pafs.FileSelector(
+                store.partition_dir("runs", project, day), allow_not_found=True
+            )
+            for info in store.fs.get_file_info(selector):
+                if (
+                    info.base_name.startswith(".")
+                    or not info.base_name.endswith(".parquet")
+                    or info.path in seen
+                ):
+                    continue
+                seen.add(info.path)
+                table = pq.read_table(info.path, columns=["run_id", "event"], filesystem=store.fs)
+                mask = pc.and_(
+                    pc.is_in(table["run_id"], value_set=wanted),
+                    pc.is_in(table["event"], value_set=terminal),
+                )
+                missing.difference_update(table.filter(mask)["run_id"].to_pylist())
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            log.warning(
+                "ledger: %d of %d runs of the batch were not written within %.0f s "
+                "(a worker may have died before flushing): %s",
+                len(missing),
+                len(run_ids),
+                timeout,
+                ", ".join(sorted(missing)[:5]),
+            )
+            return
+        time.sleep(0.05)

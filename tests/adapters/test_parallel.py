@@ -105,3 +105,19 @@ def test_batch_on_a_dask_local_cluster(store_path):
         params=[outer.id],
     )["pid"].to_list()
     assert set(pids) <= worker_pids and pids  # the runs were made by the cluster's workers
+
+
+def test_waiting_for_a_lost_run_gives_up_with_a_warning(store_path, caplog):
+    import datetime as dt
+
+    from ledger.adapters.parallel import _await_durable
+
+    from ledger.store import open_store
+
+    with ledger.start_run("batch", store=store_path) as run:
+        pass
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    _await_durable(open_store(store_path), "batch", [run.id], since, timeout=5)  # present
+    assert not caplog.records
+    _await_durable(open_store(store_path), "batch", [run.id, "f" * 32], since, timeout=0.2)
+    assert "1 of 2 runs of the batch were not written" in caplog.text
