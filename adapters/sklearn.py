@@ -72,6 +72,8 @@ def _param_value(value: Any) -> Any:
         return type(value).__name__
     if callable(value) and not isinstance(value, (str, int, float, bool)):
         return getattr(value, "__name__", type(value).__name__)
+    if hasattr(value, "tolist") and getattr(value, "ndim", 0) > 0:  # numpy arrays
+        value = value.tolist()
     if isinstance(value, (list, tuple)) and any(hasattr(v, "get_params") for v in _walk(value)):
         return _short(repr(value))
     text, _ = param_text(value)
