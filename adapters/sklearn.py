@@ -329,10 +329,10 @@ def autolog(
         _patch_class(cls)
 
     def _init_subclass(cls: type, **kwargs: Any) -> None:
-        super(BaseEstimator, cls).__init_subclass__(**kwargs)  # type: ignore[misc]
+        super(BaseEstimator, cls).__init_subclass__(**kwargs)
         _patch_class(cls)
 
-    BaseEstimator.__init_subclass__ = classmethod(_init_subclass)  # type: ignore[assignment,method-assign]
+    BaseEstimator.__init_subclass__ = classmethod(_init_subclass)
     _state.enabled = True
 
 
@@ -356,9 +356,10 @@ def _disable() -> None:
 
 def _subclasses(root: type) -> list[type]:
     seen: dict[type, None] = {}
-    todo = [root]
+    todo: list[type] = [root]
     while todo:
         cls = todo.pop()
+        sub: type
         for sub in cls.__subclasses__():
             if sub not in seen:
                 seen[sub] = None
