@@ -301,3 +301,65 @@ def test_misuse_raises_typed_errors(store_path):
     )
     with pytest.raises(ledger.AdapterError, match="one callback per study"):
         other.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1, callbacks=[callback])
+
+
+def _trials_from_ledger(store, study_run):
+    """Rebuild a study's complete trials from the ledger alone (what `ledger importance`
+    does): params with their types, the search space from `optuna.distributions`, `value`."""
+    from optuna.distributions import json_to_distribution
+
+    rows = ledger.query(
+        "SELECT r.run_id, CAST(n.value AS INT) AS number, d.value AS distributions, m.value "
+        "FROM runs r JOIN tags n ON n.run_id = r.run_id AND n.key = 'optuna.trial_number' "
+        "JOIN tags d ON d.run_id = r.run_id AND d.key = 'optuna.distributions' "
+        "JOIN latest_metrics m ON m.run_id = r.run_id AND m.key = 'value' "
+        "WHERE r.parent_run_id = ? AND r.status = 'finished' ORDER BY number",
+        store=store,
+        params=[study_run],
+    )
+    params = ledger.query(
+        "SELECT p.run_id, p.key, p.value, p.value_type FROM params p JOIN runs r USING (run_id) "
+        "WHERE r.parent_run_id = ?",
+        store=store,
+        params=[study_run],
+    )
+    cast = {"float": float, "int": int, "str": str, "bool": lambda t: t == "True"}
+    by_run: dict = {}
+    for run_id, key, value, value_type in params.rows():
+        by_run.setdefault(run_id, {})[key] = cast[value_type](value)
+    trials = []
+    for run_id, _, distributions, value in rows.rows():
+        space = {
+            name: json_to_distribution(json.dumps(dist))
+            for name, dist in json.loads(distributions).items()
+        }
+        trials.append(
+            optuna.trial.create_trial(params=by_run[run_id], distributions=space, value=value)
+        )
+    return trials
+
+
+def test_trials_rebuilt_from_the_ledger_give_optunas_own_importance(store_path):
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=7))
+    callback = LedgerCallback(store=store_path)
+
+    def objective(trial):
+        x = trial.suggest_float("x", -3, 3)
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        depth = trial.suggest_int("depth", 1, 8)
+        kind = trial.suggest_categorical("kind", ["a", "b", "c"])
+        if trial.number % 7 == 6:
+            raise optuna.TrialPruned()
+        return x**2 + 0.1 * depth + {"a": 0.0, "b": 0.5, "c": 1.0}[kind] + lr
+
+    study.optimize(objective, n_trials=40, callbacks=[callback])
+    ledger.flush()
+    rebuilt = optuna.create_study()
+    rebuilt.add_trials(_trials_from_ledger(store_path, callback.study_run.id))
+    assert len(rebuilt.trials) == len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+    expected = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+    got = get_param_importances(rebuilt, evaluator=FanovaImportanceEvaluator(seed=0))
+    assert list(got) == list(expected)
+    assert got == pytest.approx(expected, abs=1e-12)
