@@ -211,6 +211,7 @@ class LedgerCallback:
                 "ledger.source": "optuna",
                 "optuna.study_name": study.study_name,
                 "optuna.metric_names": json.dumps(names),
+                **{f"optuna.study_user_attr.{k}": v for k, v in study.user_attrs.items()},
                 **self.tags,
             }
         )

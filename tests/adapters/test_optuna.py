@@ -47,6 +47,7 @@ def test_study_and_trials_land_with_params_values_states(store_path):
         sampler=optuna.samplers.TPESampler(seed=1),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
     )
+    study.set_user_attr("dataset", "synthetic")
     callback = LedgerCallback(project="tune", store=store_path)
     study.optimize(_objective, n_trials=25, callbacks=[callback], catch=(RuntimeError,))
     ledger.flush()
@@ -65,6 +66,14 @@ def test_study_and_trials_land_with_params_values_states(store_path):
     )
     assert params["sampler"] == "TPESampler" and params["pruner"] == "MedianPruner"
     assert params["direction"] == "minimize" and params["storage"] == "InMemoryStorage"
+    study_tags = dict(
+        ledger.query(
+            "SELECT key, value FROM tags WHERE run_id = ?",
+            store=store_path,
+            params=[callback.study_run.id],
+        ).rows()
+    )
+    assert study_tags["optuna.study_user_attr.dataset"] == "synthetic"
 
     rows = _trial_rows(store_path)
     trials = study.get_trials(deepcopy=False)
