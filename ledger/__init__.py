@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ledger import hooks as _hooks
 from ledger.errors import (
+    AdapterError,
     AmbiguousRunError,
     ConfigError,
     InvalidKeyError,
@@ -76,6 +77,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AdapterError",
     "AmbiguousRunError",
     "ConfigError",
     "InvalidKeyError",

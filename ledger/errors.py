@@ -49,3 +49,7 @@ class NoActiveRunError(RunStateError):
 
 class QueryError(LedgerError):
     """A SQL query failed, or tried to do something other than read."""
+
+
+class AdapterError(LedgerError, ValueError):
+    """A foreign object (an Optuna study, a scikit-learn search) cannot be logged as given."""

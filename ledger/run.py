@@ -630,8 +630,16 @@ def new_run(
     parent: Run | str | None = None,
     store: str | os.PathLike[str] | Store | None = None,
     attrs: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+    activate: bool = True,
 ) -> Run:
-    """Start a new run, never continuing ``LEDGER_RUN_ID`` (see :func:`start_run`)."""
+    """Start a new run, never continuing ``LEDGER_RUN_ID`` (see :func:`start_run`).
+
+    ``run_id`` gives the new run a chosen id (adapters use deterministic ids so that
+    several processes, or a re-run, name the same run). ``activate=False`` keeps the run
+    off this thread's active-run stack, for runs a library opens on the user's behalf
+    (a study's parent run must not capture the user's later ``ledger.log_metric`` calls).
+    """
     current = active_run()
     # A nested run lives in its parent's store unless told otherwise.
     store_obj = open_store(store) if store is not None or current is None else current.store
@@ -658,7 +666,7 @@ def new_run(
     run = Run(
         store=store_obj,
         writer=writer,
-        run_id=new_id(),
+        run_id=run_id or new_id(),
         project=project,
         experiment=experiment,
         name=name or _default_name(),
@@ -676,7 +684,7 @@ def new_run(
         pid=os.getpid(),
         attrs=json.dumps(dict(attrs)) if attrs else None,
     )
-    _after_start(run, writer)
+    _after_start(run, writer, activate=activate)
     return run
 
 
@@ -686,6 +694,7 @@ def continue_run(
     store: str | os.PathLike[str] | Store | None = None,
     owner: bool = True,
     capture_environment: bool = True,
+    activate: bool = True,
 ) -> Run:
     """Continue an existing run in this process and make it the active run.
 
@@ -725,14 +734,17 @@ def continue_run(
     run._event(
         "runs", event="resumed" if owner else "attached", host=HOST, user=USER, pid=os.getpid()
     )
-    _after_start(run, writer, capture_environment=capture_environment)
+    _after_start(run, writer, capture_environment=capture_environment, activate=activate)
     return run
 
 
-def _after_start(run: Run, writer: Writer, *, capture_environment: bool = True) -> None:
+def _after_start(
+    run: Run, writer: Writer, *, capture_environment: bool = True, activate: bool = True
+) -> None:
     with _registry_lock:
         _open[run.id] = run
-        _stack().append(run)
+        if activate:
+            _stack().append(run)
     if _pending_seeds:
         run._record_seeds(_pending_seeds)
     if writer.settings.capture and capture_environment:
