@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from ledger import events
+from ledger import env, events, txnlog
 from ledger.errors import QueryError
 from ledger.store import Store, open_store
 from ledger.writer import all_writers
@@ -45,17 +45,46 @@ def _view_files() -> list[tuple[str, str]]:
     )
 
 
-def source_globs(store: Store, kind: str) -> list[str]:
-    """The Parquet globs a query of ``kind`` reads (the hot tier of ``store``)."""
-    return [store.kind_glob(kind)]
+def _tiers(store: Store, include_archived: bool) -> dict[str, Store]:
+    tiers = {txnlog.HOT: store}
+    if include_archived:
+        archive = txnlog.registered_archive(store)
+        if archive is not None:
+            archive.ensure_initialized()
+            tiers[txnlog.ARCHIVE] = archive
+    return tiers
 
 
-def _create_base_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
+def source_globs(store: Store, kind: str, *, include_archived: bool = False) -> list[str]:
+    """The Parquet globs a query of ``kind`` reads: the hot tier, plus the archive tier.
+
+    Files replaced by lifecycle operations are filtered out by the commit log
+    (:mod:`ledger.txnlog`), which every base view also reads at every query.
+    """
+    return [tier.kind_glob(kind) for tier in _tiers(store, include_archived).values()]
+
+
+def _create_base_views(
+    con: duckdb.DuckDBPyConnection, store: Store, include_archived: bool = False
+) -> None:
+    txnlog.ensure_log(store)
+    tiers = _tiers(store, include_archived)
+    bases = {name: tier.path() for name, tier in tiers.items()}
+    con.execute(f"CREATE OR REPLACE VIEW _lifecycle_hidden AS {txnlog.hidden_sql(store, bases)}")
     for kind in events.KINDS:
-        globs = ", ".join(quote_literal(glob) for glob in source_globs(store, kind))
+        globs = ", ".join(
+            quote_literal(glob)
+            for glob in source_globs(store, kind, include_archived=include_archived)
+        )
+        # A file is skipped while the commit log hides it (replaced by a committed
+        # compaction/archive/purge, or written by one that has not committed yet), so a
+        # query never sees an event twice or misses one while files are being replaced.
         con.execute(
-            f"CREATE OR REPLACE VIEW events_{kind} AS SELECT * FROM read_parquet([{globs}], "
-            f"hive_partitioning = true, union_by_name = true, hive_types = {HIVE_TYPES})"
+            f"CREATE OR REPLACE VIEW events_{kind} AS SELECT * EXCLUDE (filename) "
+            f"FROM read_parquet([{globs}], hive_partitioning = true, union_by_name = true, "
+            f"filename = true, hive_types = {HIVE_TYPES}) "
+            f"WHERE filename NOT IN (SELECT file FROM _lifecycle_hidden WHERE kind = "
+            f"{quote_literal(kind)})"
         )
 
 
@@ -82,11 +111,13 @@ def connect(
     *,
     stall_after: float | None = None,
     threads: int | None = None,
+    include_archived: bool | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection over ``store`` with every view in place.
 
     Runs of this process that are still buffered are flushed first, so a script sees
-    what it just logged.
+    what it just logged. ``include_archived=True`` (default: ``$LEDGER_INCLUDE_ARCHIVED``)
+    makes every view read the archive tier as well as the hot one.
 
     Raises:
         StoreError: the store cannot be initialised.
@@ -102,7 +133,9 @@ def connect(
         con.execute(f"SET threads = {int(threads)}")
     stall = store_obj.settings.stall_after if stall_after is None else float(stall_after)
     con.execute(f"SET VARIABLE stall_after_s = {stall!r}::DOUBLE")
-    _create_base_views(con, store_obj)
+    if include_archived is None:
+        include_archived = os.environ.get(env.INCLUDE_ARCHIVED, "0") not in ("", "0", "false")
+    _create_base_views(con, store_obj, include_archived)
     _create_views(con)
     return con
 
@@ -166,13 +199,15 @@ def query(
     sql: str,
     store: str | os.PathLike[str] | Store | None = None,
     params: list[Any] | dict[str, Any] | None = None,
+    *,
+    include_archived: bool | None = None,
 ) -> pl.DataFrame:
     """Run read-only SQL over the store's views; returns a polars DataFrame.
 
     Raises:
         QueryError: a refused statement or an SQL error.
     """
-    con = connect(store)
+    con = connect(store, include_archived=include_archived)
     try:
         return run_sql(con, sql, params)
     finally:

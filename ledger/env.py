@@ -18,3 +18,6 @@ HEARTBEAT_INTERVAL = "LEDGER_HEARTBEAT_INTERVAL"
 STALL_AFTER = "LEDGER_STALL_AFTER"
 CAPTURE = "LEDGER_CAPTURE"
 """Set to ``0`` to switch off automatic environment capture."""
+
+INCLUDE_ARCHIVED = "LEDGER_INCLUDE_ARCHIVED"
+"""Set to ``1`` to make every query read the archive tier too (as ``--include-archived``)."""

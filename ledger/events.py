@@ -41,7 +41,8 @@ RUN_EVENTS = (
     "restored",
     "pinned",
     "unpinned",
-    "deleted",
+    "deleted",  # purged (message 'purged'); the run's other events are gone
+    "maintenance",  # a lifecycle operation (run_id = operation id, attrs = its summary)
 )
 TERMINAL_STATUSES = ("finished", "failed", "killed")
 STATUSES = ("running", "finished", "failed", "killed", "stalled")

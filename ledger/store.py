@@ -100,6 +100,8 @@ class Store:
             self.base = ""
             self._fs = None
         self._settings: Settings | None = None
+        self.compression_level: int | None = None
+        """zstd level for files written here (None: pyarrow's default); archives go higher."""
         self._initialized = False
         self._lock = threading.Lock()
 
@@ -207,7 +209,14 @@ class Store:
             final = os.path.join(directory, name)
             tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
             try:
-                pq.write_table(table, tmp, compression="zstd", store_schema=False, **options)
+                pq.write_table(
+                    table,
+                    tmp,
+                    compression="zstd",
+                    compression_level=self.compression_level,
+                    store_schema=False,
+                    **options,
+                )
                 fd = os.open(tmp, os.O_RDONLY)
                 try:
                     os.fsync(fd)
@@ -221,7 +230,14 @@ class Store:
             return os.path.getsize(final)
         final = f"{directory}/{name}"
         with self.fs.open_output_stream(final) as sink:
-            pq.write_table(table, sink, compression="zstd", store_schema=False, **options)
+            pq.write_table(
+                table,
+                sink,
+                compression="zstd",
+                compression_level=self.compression_level,
+                store_schema=False,
+                **options,
+            )
             size = sink.tell()
         return int(size)
 
