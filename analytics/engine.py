@@ -190,9 +190,25 @@ def fetch_frame(
     """Execute trusted ``sql`` and return the whole result as a polars DataFrame."""
     import polars as pl
 
-    frame = pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
+    for attempt in range(_VANISHED_RETRIES + 1):
+        try:
+            frame = pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
+            break
+        except duckdb.IOException as exc:
+            # A lifecycle clean-up deleted a file this query had globbed (only files the
+            # commit log already hides are deleted, so re-running sees the same answer).
+            if attempt == _VANISHED_RETRIES or not _vanished(exc):
+                raise
     assert isinstance(frame, pl.DataFrame)
     return frame
+
+
+_VANISHED_RETRIES = 3
+
+
+def _vanished(exc: BaseException) -> bool:
+    text = str(exc)
+    return "No such file" in text or "No files found" in text or "Cannot open file" in text
 
 
 def query(

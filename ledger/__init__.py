@@ -46,6 +46,7 @@ from ledger.run import (
 
 if TYPE_CHECKING:
     from ledger.analytics.engine import connect, query
+    from ledger.maintenance import archive, compact, purge, restore
 
 __version__ = "0.1.0"
 
@@ -53,6 +54,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "connect": ("ledger.analytics.engine", "connect"),
     "query": ("ledger.analytics.engine", "query"),
+    "compact": ("ledger.maintenance", "compact"),
+    "archive": ("ledger.maintenance", "archive"),
+    "restore": ("ledger.maintenance", "restore"),
+    "purge": ("ledger.maintenance", "purge"),
 }
 
 
@@ -81,6 +86,8 @@ __all__ = [
     "RunStateError",
     "StoreError",
     "active_run",
+    "archive",
+    "compact",
     "connect",
     "end_run",
     "flush",
@@ -91,7 +98,9 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "purge",
     "query",
+    "restore",
     "seed",
     "set_tag",
     "set_tags",

@@ -959,10 +959,13 @@ def purge(
             result.seconds = time.perf_counter() - started
             return result
         what = "purged" if kinds is None else f"purged {','.join(selected_kinds)}"
+        # A whole-run purge is a `deleted` event; a partial one (retention dropping
+        # artifacts) is a `note`, since the run itself lives on.
+        event = "deleted" if kinds is None else "note"
         _add_events(
             txn,
             HOT,
-            _group_events(infos, chosen, "deleted", _now_us(), {"op": txn.id}, message=what),
+            _group_events(infos, chosen, event, _now_us(), {"op": txn.id}, message=what),
         )
         _maintenance_events(txn, {infos[r].project for r in chosen}, {"runs": len(chosen)})
         _commit(txn, result, hook)
