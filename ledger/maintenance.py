@@ -485,7 +485,7 @@ def compact(
     """Merge small files of each partition into large ones sorted by run, key, step.
 
     Only files older than ``older_than`` and smaller than half of ``target_size`` are
-    merged; a partition needs at least two of them. Writers keep appending meanwhile.
+    merged; a partition needs at least two of them that are not compaction outputs. Writers keep appending meanwhile.
 
     Raises:
         ConfigError: an unreadable duration or size.
@@ -520,7 +520,9 @@ def compact(
                     continue
                 groups[(entry.kind, entry.project, entry.date)].append(entry)
             for (kind, proj, date), group in sorted(groups.items()):
-                if len(group) < 2:
+                # Needs two files not yet compacted: a lone new file (e.g. the previous
+                # compaction's own event) waits, so repeated runs converge.
+                if sum(1 for e in group if not e.name.startswith("c-")) < 2:
                     continue
                 size = sum(e.size for e in group)
                 result.files += len(group)

@@ -532,9 +532,10 @@ class Run:
         if self._ended:
             raise RunStateError(f"Run {self.id} has ended; start or resume a run to log to it")
 
-    def _event(self, kind: str, **row: Any) -> None:
+    def _event(self, _kind: str, /, **row: Any) -> None:
+        # positional-only: the artifacts and costs kinds have a column named `kind`
         row["run_id"] = self.id
-        self._writer.add_event(kind, self.project, row)
+        self._writer.add_event(_kind, self.project, row)
 
     def _record_seeds(self, seeds: Mapping[str, Any]) -> None:
         self._event("runs", event="seeded", attrs=json.dumps(dict(seeds), default=str))
