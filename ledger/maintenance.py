@@ -572,21 +572,40 @@ def collect_garbage(
 
 
 def _check_writable(location: str) -> None:
+    """Prove the archive target takes files before anything moves (then undo the probe).
+
+    Raises:
+        StoreError: the target is not a directory or cannot be written.
+    """
     if "://" in location and not location.startswith("file://"):
         return
     path = location[len("file://") :] if location.startswith("file://") else location
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise StoreError(f"Archive target {location} exists and is not a directory")
+    created = []
     probe_dir = path
     while not os.path.exists(probe_dir):
+        created.append(probe_dir)
         parent = os.path.dirname(probe_dir)
         if parent == probe_dir:
             break
         probe_dir = parent
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise StoreError(f"Archive target {location} exists and is not a directory")
-    if not os.access(probe_dir, os.W_OK | os.X_OK):
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".probe.{os.getpid()}.tmp")
+        with open(probe, "wb") as handle:
+            handle.write(b"ok")
+        os.unlink(probe)
+    except OSError as exc:
         raise StoreError(
-            f"Archive target {location} is not writable (no write access to {probe_dir})"
-        )
+            f"Archive target {location} is not writable ({exc.strerror or exc}); nothing was moved"
+        ) from exc
+    finally:
+        for directory in created:
+            try:
+                os.rmdir(directory)
+            except OSError:
+                pass
 
 
 def select_archive(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import polars as pl
+from ledger.analytics.engine import connect, fetch_frame
 
 import ledger
-from ledger.analytics.engine import connect, fetch_frame
 from ledger.store import Store
 
 SNAPSHOT_SQL = {
@@ -36,8 +36,13 @@ def log_runs(
     ids = []
     for i in range(n_runs):
         run = ledger.start_run(
-            project, experiment, f"r{i}", params={"i": i}, tags={"seed": str(i)},
-            store=store, parent=parent,
+            project,
+            experiment,
+            f"r{i}",
+            params={"i": i},
+            tags={"seed": str(i)},
+            store=store,
+            parent=parent,
         )
         for step in range(steps):
             run.log_metrics({"loss": 1.0 / (step + 1 + i), "acc": 0.1 * step}, step=step)
