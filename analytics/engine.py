@@ -9,6 +9,7 @@ statements, so ``ledger query`` cannot change the store.
 from __future__ import annotations
 
 import os
+import time
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -135,8 +136,16 @@ def connect(
     con.execute(f"SET VARIABLE stall_after_s = {stall!r}::DOUBLE")
     if include_archived is None:
         include_archived = os.environ.get(env.INCLUDE_ARCHIVED, "0") not in ("", "0", "false")
-    _create_base_views(con, store_obj, include_archived)
-    _create_views(con)
+    for attempt in range(_VANISHED_RETRIES + 1):
+        try:
+            # Creating a view binds it, which globs and opens the files.
+            _create_base_views(con, store_obj, include_archived)
+            _create_views(con)
+            break
+        except (duckdb.IOException, QueryError) as exc:
+            if attempt == _VANISHED_RETRIES or not _vanished(exc):
+                raise
+            time.sleep(0.01 * (attempt + 1))
     return con
 
 
@@ -199,11 +208,12 @@ def fetch_frame(
             # commit log already hides are deleted, so re-running sees the same answer).
             if attempt == _VANISHED_RETRIES or not _vanished(exc):
                 raise
+            time.sleep(0.01 * (attempt + 1))
     assert isinstance(frame, pl.DataFrame)
     return frame
 
 
-_VANISHED_RETRIES = 3
+_VANISHED_RETRIES = 5
 
 
 def _vanished(exc: BaseException) -> bool:

@@ -699,8 +699,11 @@ def archive(
     with txnlog.maintenance_lock(store_obj):
         store_obj.ensure_initialized()
         infos = load_runs(store_obj)
+        already: dict[str, str] = {}
         if runs is not None:
-            runs = resolve_runs({k: v for k, v in infos.items() if v.tier == HOT}, runs)
+            # Idempotent: naming a run that is already archived is not an error.
+            runs = resolve_runs(infos, runs)
+            already = {r: "already archived" for r in runs if infos[r].tier != HOT}
         chosen, result.skipped = select_archive(
             infos,
             cutoff_us=int(cutoff * 1e6),
@@ -710,6 +713,7 @@ def archive(
             runs=runs,
         )
         result.runs = chosen
+        result.skipped.update(already)
         if not chosen:
             result.seconds = time.perf_counter() - started
             return result
@@ -785,7 +789,9 @@ def restore(
         infos = load_runs(store_obj)
         archived = {k: v for k, v in infos.items() if v.tier == ARCHIVE}
         if runs:
-            wanted = resolve_runs(archived, runs)
+            # Idempotent: naming a run that is already hot is not an error.
+            wanted = [r for r in resolve_runs(infos, runs) if r in archived]
+            result.skipped = {r: "not archived" for r in runs if r in infos and r not in archived}
         else:
             wanted = [
                 r

@@ -99,3 +99,21 @@ def hot_run_ids(store: str | Store) -> set[str]:
         return set(fetch_frame(con, "SELECT run_id FROM runs")["run_id"].to_list())
     finally:
         con.close()
+
+
+def full_state(store: str | Store) -> tuple[dict[str, pl.DataFrame], dict[str, int], set[str]]:
+    """(snapshot over hot + archive, counts, hot run ids) with two connections."""
+    con = connect(store, include_archived=True)
+    try:
+        snap = {}
+        for name, sql in SNAPSHOT_SQL.items():
+            frame = fetch_frame(con, sql)
+            snap[name] = frame.sort(frame.columns, nulls_last=True) if frame.height else frame
+        total = fetch_frame(
+            con,
+            "SELECT (SELECT count(*) FROM events_metrics) AS metrics, "
+            "(SELECT count(*) FROM (SELECT DISTINCT writer_id, seq FROM events_metrics)) AS d",
+        ).row(0, named=True)
+    finally:
+        con.close()
+    return snap, total, hot_run_ids(store)
