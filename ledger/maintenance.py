@@ -120,11 +120,18 @@ def visible_files(
     ]
 
 
-def _read_file(target: Store, entry: FileEntry) -> pa.Table:
-    import pyarrow.parquet as pq
+def _read_files(target: Store, entries: list[FileEntry], kind: str) -> pa.Table:
+    """All rows of ``entries``, schemas unified by name (older files lack newer columns).
 
-    with target.fs.open_input_file(target.path(*entry.rel.split("/"))) as handle:
-        return pq.ParquetFile(handle).read()
+    One multi-threaded dataset scan: far faster than a file at a time on small files.
+    """
+    import pyarrow.dataset as pads
+
+    factory = pads.FileSystemDatasetFactory(
+        target.fs, [target.path(*e.rel.split("/")) for e in entries], pads.ParquetFileFormat()
+    )
+    schema = factory.inspect(fragments=None)
+    return _concat([factory.finish(schema).to_table()], kind)
 
 
 def _concat(tables: list[pa.Table], kind: str) -> pa.Table:
@@ -382,7 +389,7 @@ def _plan_move(
                 continue
             import pyarrow.compute as pc
 
-            table = _concat([_read_file(source, e) for e in group], kind)
+            table = _read_files(source, group, kind)
             mask = pc.is_in(table.column("run_id"), value_set=_array(run_ids))
             moved = table.filter(mask)
             kept = table.filter(pc.invert(mask))
@@ -532,7 +539,7 @@ def compact(
                     result.files_written += max(1, math.ceil(size / target))
                     continue
                 txn = Transaction(store_obj, "compact")
-                table = _sorted(_concat([_read_file(source, e) for e in group], kind), kind)
+                table = _sorted(_read_files(source, group, kind), kind)
                 pieces = max(1, math.ceil(size / target))
                 per = math.ceil(table.num_rows / pieces) or 1
                 for offset in range(0, max(table.num_rows, 1), per):

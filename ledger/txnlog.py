@@ -468,35 +468,48 @@ def collect_garbage(
     log = read_log(store)
     tiers: dict[str, Store] = {}
 
-    def delete(tier: str, rel: str) -> None:
-        try:
-            target = tiers.get(tier) or tiers.setdefault(tier, tier_store(store, tier))
-        except StoreError:
-            return
+    def delete_one(target: Store, rel: str) -> int:
         path = target.path(*rel.split("/"))
         try:
             size = target.fs.get_file_info(path).size or 0
             target.fs.delete_file(path)
         except FileNotFoundError:
+            return -1
+        return int(size)
+
+    def delete(rows: list[dict[str, str]]) -> None:
+        # Unlinking is slow on journaling file systems (~2 ms per fsynced file): in parallel.
+        from concurrent.futures import ThreadPoolExecutor
+
+        jobs = []
+        for row in rows:
+            try:
+                target = tiers.get(row["tier"]) or tiers.setdefault(
+                    row["tier"], tier_store(store, row["tier"])
+                )
+            except StoreError:
+                continue
+            jobs.append((target, row["path"]))
+        if not jobs:
             return
-        report.files_deleted += 1
-        report.bytes_freed += int(size)
+        with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
+            for size in pool.map(lambda job: delete_one(*job), jobs):
+                if size >= 0:
+                    report.files_deleted += 1
+                    report.bytes_freed += size
 
     directory = txn_dir(store)
     for txn, rows in sorted(log.commits.items()):
         if now - log.mtimes[(txn, "commit")] < grace:
             continue
-        for row in rows:
-            if row["role"] == "input":
-                delete(row["tier"], row["path"])
+        delete([row for row in rows if row["role"] == "input"])
         _delete_quiet(store, f"{directory}/{txn}.pending.parquet")
         _delete_quiet(store, f"{directory}/{txn}.commit.parquet")
         report.transactions_finished += 1
     for txn, rows in sorted(log.pending.items()):
         if txn in log.commits or now - log.mtimes[(txn, "pending")] < grace:
             continue
-        for row in rows:
-            delete(row["tier"], row["path"])
+        delete(rows)
         _delete_quiet(store, f"{directory}/{txn}.pending.parquet")
         report.transactions_rolled_back += 1
     report.temp_files_swept = sweep_temp_files(store, older_than=temp_age, now=now)
