@@ -20,10 +20,10 @@ import tempfile
 import time
 
 import pyarrow as pa
+from ledger.analytics.engine import connect, fetch_frame
 
 import ledger
 from ledger import events, maintenance
-from ledger.analytics.engine import connect, fetch_frame
 from ledger.ids import new_id
 from ledger.store import open_store
 

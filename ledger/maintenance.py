@@ -10,6 +10,7 @@ and project (``run_id`` = the operation id, ``attrs`` = its summary).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -82,10 +83,27 @@ class Result:
         }
 
     def frame(self) -> pl.DataFrame:
-        """One-row summary table (what the CLI prints)."""
+        """One-row summary (for csv/json/parquet output)."""
         import polars as pl
 
         return pl.DataFrame([self.summary()])
+
+    def report(self) -> pl.DataFrame:
+        """The summary for people: one line per figure, sizes readable, skips explained."""
+        import polars as pl
+
+        from ledger.durations import format_size
+
+        rows = []
+        for key, value in self.summary().items():
+            if key in ("bytes_moved", "bytes_freed"):
+                value = format_size(int(value))
+            if key == "target" and not value:
+                continue
+            rows.append({"": key.replace("_", " "), "value": str(value)})
+        for run_id, why in sorted(self.skipped.items()):
+            rows.append({"": f"skipped {run_id}", "value": why})
+        return pl.DataFrame(rows, schema={"": pl.Utf8, "value": pl.Utf8})
 
 
 # -- settings ------------------------------------------------------------------------------
@@ -423,9 +441,8 @@ def _event_table(rows: list[dict[str, Any]]) -> pa.Table:
     schema = events.arrow_schema("runs")
     full = []
     for row in rows:
-        record = {name: None for name, _ in events.COLUMNS["runs"]}
+        record: dict[str, Any] = {name: None for name, _ in events.COLUMNS["runs"]}
         record.update(row)
-        record.setdefault("event_id", None)
         record["event_id"] = record["event_id"] or new_id()
         record["ts"] = record["ts"] or now_us()
         full.append(record)
@@ -492,7 +509,8 @@ def compact(
     """Merge small files of each partition into large ones sorted by run, key, step.
 
     Only files older than ``older_than`` and smaller than half of ``target_size`` are
-    merged; a partition needs at least two of them that are not compaction outputs. Writers keep appending meanwhile.
+    merged; a partition needs at least two of them that are not compaction outputs.
+    Writers keep appending meanwhile.
 
     Raises:
         ConfigError: an unreadable duration or size.
@@ -609,10 +627,8 @@ def _check_writable(location: str) -> None:
         ) from exc
     finally:
         for directory in created:
-            try:
+            with contextlib.suppress(OSError):
                 os.rmdir(directory)
-            except OSError:
-                pass
 
 
 def select_archive(

@@ -20,7 +20,7 @@ _GRACE = click.option(
 def _render(result, fmt: str, output: str | None) -> None:
     from ledger.output import render
 
-    render(result.frame(), fmt, output)
+    render(result.report() if fmt == "table" else result.frame(), fmt, output)
 
 
 @cli.command("compact")
@@ -251,8 +251,9 @@ def retention_plan_cmd(store, fmt, output) -> None:
 
     result = plan(store)
     render(result.frame(), fmt, output)
-    if fmt == "table" and result.results:
-        render(result.summary(), fmt, None)
+    if fmt == "table":
+        for done in result.results:
+            render(done.report(), fmt, None)
 
 
 @retention_group.command("apply")
@@ -269,5 +270,6 @@ def retention_apply_cmd(store, fmt, output, grace) -> None:
 
     result = apply(store, grace=grace)
     render(result.frame(), fmt, output)
-    if fmt == "table" and result.results:
-        render(result.summary(), fmt, None)
+    if fmt == "table":
+        for done in result.results:
+            render(done.report(), fmt, None)

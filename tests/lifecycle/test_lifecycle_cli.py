@@ -31,8 +31,15 @@ def test_compact_archive_restore_from_the_shell(store_path):
     assert hot_run_ids(store_path) == set()
     listed = invoke("runs", "--store", store_path, "--include-archived", "-f", "json")
     assert {row["run_id"] for row in json.loads(listed.output)} == set(ids)
-    q = invoke("query", "--store", store_path, "--include-archived", "-f", "json",
-               "SELECT count(*) AS n FROM metrics")
+    q = invoke(
+        "query",
+        "--store",
+        store_path,
+        "--include-archived",
+        "-f",
+        "json",
+        "SELECT count(*) AS n FROM metrics",
+    )
     assert json.loads(q.output)[0]["n"] == 2 * 3 * 2
     back = invoke("restore", "--store", store_path, ids[0][:12], "--grace", "0s")
     assert back.exit_code == 0

@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 from lifecycle_helpers import counts, log_runs
 
 import ledger
@@ -68,6 +69,7 @@ READER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_compact_and_archive_while_writers_append_and_a_reader_reads(store_path, tmp_path):
     old = log_runs(store_path, 4, steps=5)
     old_total = counts(store_path)["metrics"]

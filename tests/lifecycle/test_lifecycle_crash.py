@@ -41,6 +41,7 @@ def _child(store: str, op: str, runs: list[str]) -> None:
     os._exit(0)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(store_path):
     rng = random.Random(5)

@@ -50,7 +50,7 @@ def test_compacted_metrics_are_sorted_and_keep_no_float_statistics(store_path):
     metric_files = [f for f in event_files(store_path) if "/metrics/" in f]
     assert len(metric_files) == 1
     table = pq.read_table(metric_files[0])
-    keys = list(zip(*(table.column(c).to_pylist() for c in ("run_id", "key", "step"))))
+    keys = list(zip(*(table.column(c).to_pylist() for c in ("run_id", "key", "step")), strict=True))
     assert keys == sorted(keys)
     meta = pq.ParquetFile(metric_files[0]).metadata
     value_index = table.schema.get_field_index("value")
@@ -290,6 +290,9 @@ def test_grace_keeps_replaced_files_until_it_passes(store_path):
 def test_lock_excludes_a_second_operation(store_path):
     store = open_store(store_path)
     store.ensure_initialized()
-    with txnlog.maintenance_lock(store), pytest.raises(StoreError, match="Another lifecycle"):
-        with txnlog.maintenance_lock(store, timeout=0.1):
-            pass
+    with (
+        txnlog.maintenance_lock(store),
+        pytest.raises(StoreError, match="Another lifecycle"),
+        txnlog.maintenance_lock(store, timeout=0.1),
+    ):
+        pass

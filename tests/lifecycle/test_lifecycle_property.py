@@ -11,6 +11,7 @@ import shutil
 import tempfile
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
@@ -105,6 +106,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert now[name].equals(expected, null_equal=True), f"{name} changed"
 
 
+@pytest.mark.slow
 def test_lifecycle_state_machine():
     run_state_machine_as_test(
         LifecycleMachine,
