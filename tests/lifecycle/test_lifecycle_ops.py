@@ -296,3 +296,46 @@ def test_lock_excludes_a_second_operation(store_path):
         txnlog.maintenance_lock(store, timeout=0.1),
     ):
         pass
+
+
+def test_compact_include_archived_merges_archive_files(store_path):
+    ids = log_runs(store_path, 3, steps=2)
+    for run_id in ids:  # three archive operations leave several small archive files
+        ledger.archive(store_path, older_than="0s", runs=[run_id], grace=0)
+    before = snapshot(store_path)
+    result = ledger.compact(store_path, include_archived=True, grace=0)
+    assert result.files > 0
+    assert_same(before, snapshot(store_path))
+
+
+def test_restore_older_than_and_project(store_path):
+    a = log_runs(store_path, 1, steps=1, project="a")
+    b = log_runs(store_path, 1, steps=1, project="b")
+    ledger.archive(store_path, older_than="0s", grace=0)
+    assert ledger.restore(store_path, older_than="1d", dry_run=True).runs == []
+    assert ledger.restore(store_path, older_than="0s", project="b", grace=0).runs == b
+    assert hot_run_ids(store_path) == set(b)
+    assert ledger.restore(store_path, runs=b, grace=0).runs == []  # already back: no-op
+    assert ledger.restore(store_path, all_runs=True, grace=0).runs == a
+
+
+def test_retention_drops_artifacts_but_keeps_metrics(store_path, tmp_path):
+    from ledger import retention
+
+    blob = tmp_path / "big.ckpt"
+    blob.write_bytes(b"x" * 4096)
+    (run_id,) = log_runs(store_path, 1, steps=3, artifact=str(blob))
+    pinned = log_runs(store_path, 1, steps=1, artifact=str(blob))
+    maintenance.pin(store_path, pinned)
+    with open(os.path.join(store_path, "ledger.toml"), "w") as handle:
+        handle.write('[retention]\ndelete_artifacts_after = "0s"\n')
+    plan = retention.plan(store_path)
+    assert plan.runs("delete-artifacts") == [run_id]
+    metrics_before = counts(store_path)["metrics"]
+    retention.apply(store_path, grace=0)
+    artifacts = ledger.query("SELECT run_id FROM artifacts")["run_id"].to_list()
+    assert artifacts == pinned
+    assert counts(store_path)["metrics"] == metrics_before
+    assert hot_run_ids(store_path) == {run_id, *pinned}
+    uri = ledger.query("SELECT uri FROM artifacts")["uri"][0]
+    assert os.path.exists(open_store(store_path).artifact_path(uri)), "the pinned run's file"
