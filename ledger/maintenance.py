@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
-DEFAULT_GRACE = 60.0
-"""Seconds a replaced file stays on disk so queries that globbed it can finish."""
+DEFAULT_GRACE = 5.0
+"""Seconds a replaced file stays on disk so queries that globbed it can finish (a query
+torn by a deletion anyway is retried by the engine, so this only saves wasted work)."""
 DEFAULT_TEMP_AGE = 3600.0
 """Temp files of crashed writers older than this are swept (live writers take seconds)."""
 
@@ -581,6 +582,22 @@ def compact(
 
 def _projects(store: Store) -> set[str]:
     return {e.project for e in txnlog.list_event_files(store, ("runs",))} or set()
+
+
+def settle(
+    store: str | os.PathLike[str] | Store | None = None, *, grace: str | float | None = None
+) -> txnlog.GcReport:
+    """Wait out the grace period, then delete the files the last operation replaced.
+
+    The CLI calls this after a lifecycle verb (unless ``--no-wait``), so the store is
+    small and fast when the command returns; library callers may call it, or leave the
+    clean-up to the next operation.
+    """
+    store_obj = open_store(store)
+    grace_s, _ = _grace(store_obj, grace)
+    if grace_s > 0:
+        time.sleep(grace_s + 0.05)
+    return collect_garbage(store_obj, grace=grace_s)
 
 
 def collect_garbage(

@@ -79,12 +79,15 @@ def ensure_log(store: Store) -> None:
 def archive_location(store: Store, to: str | None = None) -> str:
     """Where ``store``'s archive tier lives: ``to``, else the registered one, else config.
 
-    Resolution: an explicit ``to`` (``--to``); else the location recorded when the store
-    first archived (``_lifecycle/tiers.json``); else ``[archive] path`` in
-    ``ledger.toml``; else ``<store>/archive``. Relative paths are relative to the store.
+    Resolution: an explicit ``to`` (``--to``, relative to the working directory); else
+    the location recorded when the store first archived (``_lifecycle/tiers.json``);
+    else ``[archive] path`` in ``ledger.toml`` (relative to the store); else
+    ``<store>/archive``.
     """
     import json
 
+    if to is not None and "://" not in to:
+        return os.path.abspath(os.path.expanduser(to))  # a --to path is relative to the cwd
     location = to
     if location is None:
         registry = _read_text(store, store.path(LIFECYCLE_DIR, TIERS_FILE))

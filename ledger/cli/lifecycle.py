@@ -13,7 +13,12 @@ _GRACE = click.option(
     "--grace",
     metavar="DURATION",
     default=None,
-    help="Keep replaced files this long for queries in flight (default: [lifecycle] grace, 60s).",
+    help="Keep replaced files this long for queries in flight (default: [lifecycle] grace, 5s).",
+)
+_NO_WAIT = click.option(
+    "--no-wait",
+    is_flag=True,
+    help="Return at once; replaced files are deleted by the next lifecycle command or gc.",
 )
 
 
@@ -21,6 +26,15 @@ def _render(result, fmt: str, output: str | None) -> None:
     from ledger.output import render
 
     render(result.report() if fmt == "table" else result.frame(), fmt, output)
+
+
+def _settle(store: str | None, result, grace: str | None, no_wait: bool) -> None:
+    """Wait out the grace period and delete what the operation replaced."""
+    if no_wait or result.dry_run or not result.files:
+        return
+    from ledger.maintenance import settle
+
+    settle(store, grace=grace)
 
 
 @cli.command("compact")
@@ -43,8 +57,18 @@ def _render(result, fmt: str, output: str | None) -> None:
 @click.option("--include-archived", is_flag=True, help="Compact the archive tier too.")
 @_DRY
 @_GRACE
+@_NO_WAIT
 def compact_cmd(
-    store, fmt, output, project, older_than, target_size, include_archived, dry_run, grace
+    store,
+    fmt,
+    output,
+    project,
+    older_than,
+    target_size,
+    include_archived,
+    dry_run,
+    grace,
+    no_wait,
 ) -> None:
     """Merge small files of each partition into large files sorted by run, key and step.
 
@@ -57,19 +81,17 @@ def compact_cmd(
     """
     from ledger.maintenance import compact
 
-    _render(
-        compact(
-            store,
-            project=project,
-            older_than=older_than,
-            target_size=target_size,
-            dry_run=dry_run,
-            include_archived=include_archived,
-            grace=grace,
-        ),
-        fmt,
-        output,
+    result = compact(
+        store,
+        project=project,
+        older_than=older_than,
+        target_size=target_size,
+        dry_run=dry_run,
+        include_archived=include_archived,
+        grace=grace,
     )
+    _render(result, fmt, output)
+    _settle(store, result, grace, no_wait)
 
 
 @cli.command("gc")
@@ -120,8 +142,9 @@ def gc_cmd(store, fmt, output, grace) -> None:
 )
 @_DRY
 @_GRACE
+@_NO_WAIT
 def archive_cmd(
-    store, fmt, output, older_than, to, project, statuses, keep_tags, dry_run, grace
+    store, fmt, output, older_than, to, project, statuses, keep_tags, dry_run, grace, no_wait
 ) -> None:
     """Move finished runs (children with parents, artifacts too) to the archive tier.
 
@@ -133,20 +156,18 @@ def archive_cmd(
     """
     from ledger.maintenance import archive
 
-    _render(
-        archive(
-            store,
-            older_than=older_than,
-            to=to,
-            project=project,
-            status=list(statuses) or None,
-            keep_tags=keep_tags,
-            dry_run=dry_run,
-            grace=grace,
-        ),
-        fmt,
-        output,
+    result = archive(
+        store,
+        older_than=older_than,
+        to=to,
+        project=project,
+        status=list(statuses) or None,
+        keep_tags=keep_tags,
+        dry_run=dry_run,
+        grace=grace,
     )
+    _render(result, fmt, output)
+    _settle(store, result, grace, no_wait)
 
 
 @cli.command("restore")
@@ -157,7 +178,10 @@ def archive_cmd(
 @click.option("--project", help="Only runs of this project.")
 @_DRY
 @_GRACE
-def restore_cmd(store, fmt, output, runs, all_runs, older_than, project, dry_run, grace) -> None:
+@_NO_WAIT
+def restore_cmd(
+    store, fmt, output, runs, all_runs, older_than, project, dry_run, grace, no_wait
+) -> None:
     """Bring archived runs back to the hot tier (ids or unique id prefixes).
 
     \b
@@ -166,19 +190,17 @@ def restore_cmd(store, fmt, output, runs, all_runs, older_than, project, dry_run
     """
     from ledger.maintenance import restore
 
-    _render(
-        restore(
-            store,
-            runs=runs,
-            all_runs=all_runs,
-            older_than=older_than,
-            project=project,
-            dry_run=dry_run,
-            grace=grace,
-        ),
-        fmt,
-        output,
+    result = restore(
+        store,
+        runs=runs,
+        all_runs=all_runs,
+        older_than=older_than,
+        project=project,
+        dry_run=dry_run,
+        grace=grace,
     )
+    _render(result, fmt, output)
+    _settle(store, result, grace, no_wait)
 
 
 def _pin(store: str | None, runs: tuple[str, ...], on: bool) -> None:
@@ -219,7 +241,8 @@ def unpin_cmd(store, runs) -> None:
 @click.option("--force", is_flag=True, help="Purge pinned runs too.")
 @_DRY
 @_GRACE
-def purge_cmd(store, fmt, output, runs, yes, force, dry_run, grace) -> None:
+@_NO_WAIT
+def purge_cmd(store, fmt, output, runs, yes, force, dry_run, grace, no_wait) -> None:
     """Hard-delete runs from hot and archive tiers: events, and artifacts no one else uses.
 
     Records a `deleted` event per run that holds no purged content.
@@ -230,7 +253,9 @@ def purge_cmd(store, fmt, output, runs, yes, force, dry_run, grace) -> None:
     """
     from ledger.maintenance import purge
 
-    _render(purge(store, runs, yes=yes, force=force, dry_run=dry_run, grace=grace), fmt, output)
+    result = purge(store, runs, yes=yes, force=force, dry_run=dry_run, grace=grace)
+    _render(result, fmt, output)
+    _settle(store, result, grace, no_wait)
 
 
 @cli.group("retention")

@@ -103,7 +103,7 @@ def test_bad_retention_config_is_named(store_path):
 
 def test_gc_verb(store_path):
     log_runs(store_path, 2, steps=2)
-    invoke("compact", "--store", store_path, "--grace", "1h")
+    invoke("compact", "--store", store_path, "--grace", "1h", "--no-wait")
     out = invoke("gc", "--store", store_path, "--grace", "0s", "-f", "json")
     assert out.exit_code == 0
     assert json.loads(out.output)[0]["files_deleted"] > 0
