@@ -20,7 +20,7 @@ import ledger
 from ledger import maintenance, txnlog
 from ledger.store import open_store
 
-TRIALS = 24
+TRIALS = 20
 
 
 def _slow(stage: str) -> None:
