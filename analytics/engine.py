@@ -249,7 +249,8 @@ def list_views(store: str | os.PathLike[str] | Store | None = None) -> pl.DataFr
         names = [
             row[0]
             for row in con.execute(
-                "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name"
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal "
+                "AND NOT starts_with(view_name, '_') ORDER BY view_name"
             ).fetchall()
         ]
         rows = []
