@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from ledger import env, events
+from ledger import env, events, txnlog
 from ledger.durations import parse_duration
 from ledger.errors import QueryError
 from ledger.objectstore import filesystem_for, is_object_uri
@@ -55,9 +55,14 @@ def _view_files() -> list[tuple[str, str]]:
     )
 
 
-def source_globs(store: Store, kind: str) -> list[str]:
-    """The Parquet globs a query of ``kind`` reads (the hot tier of ``store``)."""
-    return [store.kind_glob(kind)]
+def _tiers(store: Store, include_archived: bool) -> dict[str, Store]:
+    tiers = {txnlog.HOT: store}
+    if include_archived:
+        archive = txnlog.registered_archive(store)
+        if archive is not None:
+            archive.ensure_initialized()
+            tiers[txnlog.ARCHIVE] = archive
+    return tiers
 
 
 LISTING_TTL_ENV = env.LISTING_TTL
@@ -210,19 +215,49 @@ def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return cur
 
 
-def _create_base_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
+def source_globs(store: Store, kind: str, *, include_archived: bool = False) -> list[str]:
+    """The Parquet globs a query of ``kind`` reads: the hot tier, plus the archive tier.
+
+    Files replaced by lifecycle operations are filtered out by the commit log
+    (:mod:`ledger.txnlog`), which every local base view also reads at every query.
+    """
+    return [tier.kind_glob(kind) for tier in _tiers(store, include_archived).values()]
+
+
+def _create_base_views(
+    con: duckdb.DuckDBPyConnection, store: Store, include_archived: bool = False
+) -> None:
     state = _RemoteSources(store, listing_ttl(store))
     statements = []
+    # The lifecycle commit log exists on file-system stores only (lifecycle operations
+    # refuse object stores), so only local files need its filter.
+    if store.is_local:
+        txnlog.ensure_log(store)
+        bases = {name: tier.path() for name, tier in _tiers(store, include_archived).items()}
+        con.execute(
+            f"CREATE OR REPLACE VIEW _lifecycle_hidden AS {txnlog.hidden_sql(store, bases)}"
+        )
     for kind in events.KINDS:
-        globs = source_globs(store, kind)
+        globs = source_globs(store, kind, include_archived=include_archived)
         local = [glob for glob in globs if not is_object_uri(glob)]
         parts = []
         if local:
             listed = ", ".join(quote_literal(glob) for glob in local)
-            parts.append(
-                f"SELECT * FROM read_parquet([{listed}], hive_partitioning = true, "
-                f"union_by_name = true, hive_types = {HIVE_TYPES})"
-            )
+            if store.is_local:
+                # A file is skipped while the commit log hides it (replaced by a committed
+                # compaction/archive/purge, or written by one that has not committed yet),
+                # so a query never sees an event twice or misses one while files move.
+                parts.append(
+                    f"SELECT * EXCLUDE (filename) FROM read_parquet([{listed}], "
+                    f"hive_partitioning = true, union_by_name = true, filename = true, "
+                    f"hive_types = {HIVE_TYPES}) WHERE filename NOT IN "
+                    f"(SELECT file FROM _lifecycle_hidden WHERE kind = {quote_literal(kind)})"
+                )
+            else:
+                parts.append(
+                    f"SELECT * FROM read_parquet([{listed}], hive_partitioning = true, "
+                    f"union_by_name = true, hive_types = {HIVE_TYPES})"
+                )
         for glob in globs:
             if is_object_uri(glob):
                 name = f"_ledger_source_{kind}_{len(state.sources)}"
@@ -264,11 +299,13 @@ def connect(
     *,
     stall_after: float | None = None,
     threads: int | None = None,
+    include_archived: bool | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection over ``store`` with every view in place.
 
     Runs of this process that are still buffered are flushed first, so a script sees
-    what it just logged.
+    what it just logged. ``include_archived=True`` (default: ``$LEDGER_INCLUDE_ARCHIVED``)
+    makes every view read the archive tier as well as the hot one.
 
     Raises:
         StoreError: the store cannot be initialised.
@@ -287,8 +324,18 @@ def connect(
     from ledger.analytics.pricing import set_pricing_variables
 
     set_pricing_variables(con, store_obj)
-    _create_base_views(con, store_obj)
-    _create_views(con)
+    if include_archived is None:
+        include_archived = os.environ.get(env.INCLUDE_ARCHIVED, "0") not in ("", "0", "false")
+    for attempt in range(_VANISHED_RETRIES + 1):
+        try:
+            # Creating a view binds it, which globs and opens the files.
+            _create_base_views(con, store_obj, include_archived)
+            _create_views(con)
+            break
+        except (duckdb.IOException, QueryError) as exc:
+            if attempt == _VANISHED_RETRIES or not _vanished(exc):
+                raise
+            time.sleep(0.01 * (attempt + 1))
     return con
 
 
@@ -350,22 +397,41 @@ def _fetch(
 ) -> pl.DataFrame:
     import polars as pl
 
-    frame = pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
+    for attempt in range(_VANISHED_RETRIES + 1):
+        try:
+            frame = pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
+            break
+        except duckdb.IOException as exc:
+            # A lifecycle clean-up deleted a file this query had globbed (only files the
+            # commit log already hides are deleted, so re-running sees the same answer).
+            if attempt == _VANISHED_RETRIES or not _vanished(exc):
+                raise
+            time.sleep(0.01 * (attempt + 1))
     assert isinstance(frame, pl.DataFrame)
     return frame
+
+
+_VANISHED_RETRIES = 5
+
+
+def _vanished(exc: BaseException) -> bool:
+    text = str(exc)
+    return "No such file" in text or "No files found" in text or "Cannot open file" in text
 
 
 def query(
     sql: str,
     store: str | os.PathLike[str] | Store | None = None,
     params: list[Any] | dict[str, Any] | None = None,
+    *,
+    include_archived: bool | None = None,
 ) -> pl.DataFrame:
     """Run read-only SQL over the store's views; returns a polars DataFrame.
 
     Raises:
         QueryError: a refused statement or an SQL error.
     """
-    con = connect(store)
+    con = connect(store, include_archived=include_archived)
     try:
         return run_sql(con, sql, params)
     finally:
@@ -382,7 +448,7 @@ def list_views(store: str | os.PathLike[str] | Store | None = None) -> pl.DataFr
             row[0]
             for row in con.execute(
                 "SELECT view_name FROM duckdb_views() WHERE NOT internal "
-                "AND NOT starts_with(view_name, '_ledger_source_') ORDER BY view_name"
+                "AND NOT starts_with(view_name, '_') ORDER BY view_name"
             ).fetchall()
         ]
         rows = []

@@ -27,6 +27,7 @@ def list_runs(
     experiment: str | None = None,
     status: str | None = None,
     limit: int | None = 50,
+    include_archived: bool | None = None,
 ) -> pl.DataFrame:
     """Runs, newest first, optionally filtered by project, experiment and status.
 
@@ -44,7 +45,7 @@ def list_runs(
             values.append(value)
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     limit_clause = f"LIMIT {int(limit)}" if limit is not None else ""
-    con = connect(store)
+    con = connect(store, include_archived=include_archived)
     try:
         return run_sql(
             con,

@@ -49,6 +49,7 @@ from ledger.run import (
 if TYPE_CHECKING:
     from ledger.analytics.costs import record_cost, report_costs
     from ledger.analytics.engine import connect, query
+    from ledger.maintenance import archive, compact, purge, restore
 
 __version__ = "0.1.0"
 
@@ -58,6 +59,10 @@ _LAZY = {
     "query": ("ledger.analytics.engine", "query"),
     "report_costs": ("ledger.analytics.costs", "report_costs"),
     "record_cost": ("ledger.analytics.costs", "record_cost"),
+    "compact": ("ledger.maintenance", "compact"),
+    "archive": ("ledger.maintenance", "archive"),
+    "restore": ("ledger.maintenance", "restore"),
+    "purge": ("ledger.maintenance", "purge"),
 }
 
 # Resource sampling and energy metering follow every run; the adapter is imported at the
@@ -91,6 +96,8 @@ __all__ = [
     "RunStateError",
     "StoreError",
     "active_run",
+    "archive",
+    "compact",
     "connect",
     "end_run",
     "flush",
@@ -101,9 +108,11 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "purge",
     "query",
     "record_cost",
     "report_costs",
+    "restore",
     "seed",
     "set_tag",
     "set_tags",

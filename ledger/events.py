@@ -43,6 +43,8 @@ RUN_EVENTS = (
     "unpinned",
     "deleted",
     "alerted",  # `ledger watch` reported a condition (attrs.condition); once per run each
+    "deleted",  # purged (message 'purged'); the run's other events are gone
+    "maintenance",  # a lifecycle operation (run_id = operation id, attrs = its summary)
 )
 TERMINAL_STATUSES = ("finished", "failed", "killed")
 STATUSES = ("running", "finished", "failed", "killed", "stalled")

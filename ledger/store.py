@@ -121,6 +121,8 @@ class Store:
             # it before the run API installs its exit flush makes S3 finalise after it.
             import pyarrow.fs  # noqa: F401
         self._settings: Settings | None = None
+        self.compression_level: int | None = None
+        """zstd level for files written here (None: pyarrow's default); archives go higher."""
         self._initialized = False
         self._lock = threading.Lock()
 
@@ -236,7 +238,14 @@ class Store:
             final = os.path.join(directory, name)
             tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
             try:
-                pq.write_table(table, tmp, compression="zstd", store_schema=False, **options)
+                pq.write_table(
+                    table,
+                    tmp,
+                    compression="zstd",
+                    compression_level=self.compression_level,
+                    store_schema=False,
+                    **options,
+                )
                 fd = os.open(tmp, os.O_RDONLY)
                 try:
                     os.fsync(fd)
@@ -253,7 +262,14 @@ class Store:
         # Encode completely before opening the upload: a failure while encoding must
         # not leave a short object behind (closing an S3 stream publishes what it has).
         buffer = pa.BufferOutputStream()
-        pq.write_table(table, buffer, compression="zstd", store_schema=False, **options)
+        pq.write_table(
+            table,
+            buffer,
+            compression="zstd",
+            compression_level=self.compression_level,
+            store_schema=False,
+            **options,
+        )
         data = buffer.getvalue()
         self._put(f"{directory}/{name}", data)
         return data.size

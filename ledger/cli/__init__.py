@@ -67,6 +67,7 @@ def main() -> None:
 from ledger.cli import (  # noqa: E402,F401
     core,
     costs,
+    lifecycle,
     monitor,
     remote,
     reproduce,

@@ -128,10 +128,18 @@ def run_cmd(
     sys.exit(code)
 
 
+_INCLUDE_ARCHIVED = click.option(
+    "--include-archived", is_flag=True, help="Read the archive tier too (see ledger archive)."
+)
+
+
 @cli.command("query")
 @read_options
+@_INCLUDE_ARCHIVED
 @click.argument("sql")
-def query_cmd(store: str | None, fmt: str, output: str | None, sql: str) -> None:
+def query_cmd(
+    store: str | None, fmt: str, output: str | None, include_archived: bool, sql: str
+) -> None:
     """Run read-only SQL over the views (see `ledger views`).
 
     \b
@@ -141,7 +149,7 @@ def query_cmd(store: str | None, fmt: str, output: str | None, sql: str) -> None
     from ledger.analytics.engine import query
     from ledger.output import render
 
-    render(query(sql, store), fmt, output)
+    render(query(sql, store, include_archived=include_archived), fmt, output)
 
 
 @cli.command("views")
@@ -166,6 +174,7 @@ def views_cmd(store: str | None, fmt: str, output: str | None) -> None:
     "--status", help="Only runs with this status (running, finished, failed, killed, stalled)."
 )
 @click.option("--limit", type=int, default=50, show_default=True, help="At most this many.")
+@_INCLUDE_ARCHIVED
 def runs_cmd(
     store: str | None,
     fmt: str,
@@ -174,6 +183,7 @@ def runs_cmd(
     experiment: str | None,
     status: str | None,
     limit: int,
+    include_archived: bool,
 ) -> None:
     """List runs, newest first.
 
@@ -184,7 +194,14 @@ def runs_cmd(
     from ledger.output import render
 
     render(
-        list_runs(store, project=project, experiment=experiment, status=status, limit=limit),
+        list_runs(
+            store,
+            project=project,
+            experiment=experiment,
+            status=status,
+            limit=limit,
+            include_archived=include_archived,
+        ),
         fmt,
         output,
     )

@@ -168,6 +168,7 @@ def test_errors_are_one_line_with_exit_code(invoke, store_path, args, message):
 
 def test_refused_writes_leave_the_store_untouched(invoke, store_path, tmp_path):
     invoke("log", "--store", store_path, "--start", "--metric", "a=1")
+    assert invoke("query", "--store", store_path, "SELECT 1").exit_code == 0  # initialised
     before = sorted(p.name for p in Path(store_path).rglob("*"))
     target = tmp_path / "out.csv"
     for sql in (
