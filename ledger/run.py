@@ -532,9 +532,10 @@ class Run:
         if self._ended:
             raise RunStateError(f"Run {self.id} has ended; start or resume a run to log to it")
 
-    def _event(self, kind: str, **row: Any) -> None:
+    def _event(self, event_kind: str, /, **row: Any) -> None:
+        # Positional-only: artifact rows carry a column named `kind` themselves.
         row["run_id"] = self.id
-        self._writer.add_event(kind, self.project, row)
+        self._writer.add_event(event_kind, self.project, row)
 
     def _record_seeds(self, seeds: Mapping[str, Any]) -> None:
         self._event("runs", event="seeded", attrs=json.dumps(dict(seeds), default=str))
