@@ -5,7 +5,12 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import socket
 import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 
 import pytest
@@ -296,3 +301,61 @@ def test_cli_import(mlflow_stores, store_path):
     assert "Traceback" not in result.output
     result = runner.invoke(cli, ["import", "mlflow", "-u", "/does/not/exist", "-s", store_path])
     assert result.exit_code == 1 and "No MLflow file store" in result.output
+
+
+# -- through a real tracking server (REST) ---------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(mlflow_stores, tmp_path):
+    database = tmp_path / "server.db"
+    shutil.copy(mlflow_stores["sqlite"][len("sqlite:///"):], database)
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{database}",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, MLFLOW_TRACKING_URI=""),
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("mlflow server did not start")
+            time.sleep(0.5)
+        yield url, f"sqlite:///{database}"
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_server_import_equals_direct_sql_import(mlflow_server, tmp_path):
+    url, database = mlflow_server
+    via_rest = import_runs(url, str(tmp_path / "rest"), include_deleted=True)
+    via_sql = import_runs(database, str(tmp_path / "sql"), include_deleted=True)
+    assert via_rest.errors == [] and via_sql.errors == []
+    assert via_rest.runs == via_sql.runs and via_rest.metric_points == via_sql.metric_points
+    assert ledger_view(str(tmp_path / "rest")) == ledger_view(str(tmp_path / "sql"))
+    sql = "SELECT run_id, key, value, step, ts, writer_id, seq FROM metrics ORDER BY ALL"
+    assert query(sql, str(tmp_path / "rest")).equals(query(sql, str(tmp_path / "sql")))
+    # Re-importing the same data the other way round replaces, never duplicates.
+    again = import_runs(url, str(tmp_path / "sql"), include_deleted=True)
+    assert again.new_runs == 0 and again.updated_runs == 0
+    assert query(sql, str(tmp_path / "sql")).height == via_sql.metric_points
