@@ -213,16 +213,15 @@ class _Tracking:
         self.uri: str | None = None
         self.experiment: Experiment | None = None
         self.local = threading.local()
-        self.pid = os.getpid()
         self.known: dict[str, Experiment] = {}
 
     def stack(self) -> list[ActiveRun]:
-        if self.pid != os.getpid():  # a forked child: MLflow state does not cross processes
-            self.__init__()  # type: ignore[misc]
-        stack = getattr(self.local, "stack", None)
-        if stack is None:
-            stack = self.local.stack = []
-        return stack
+        # As MLflow's ThreadLocalVariable: a forked child starts with an empty run stack
+        # (the tracking URI and experiment are inherited).
+        entry = getattr(self.local, "stack", None)
+        if entry is None or entry[1] != os.getpid():
+            entry = self.local.stack = ([], os.getpid())
+        return entry[0]
 
 
 _tracking = _Tracking()
@@ -230,6 +229,9 @@ _tracking = _Tracking()
 
 def _project() -> str:
     return os.environ.get("LEDGER_PROJECT") or DEFAULT_PROJECT
+
+
+_warned: set[str] = set()
 
 
 def _store_root(uri: str | None) -> str | None:
@@ -243,6 +245,9 @@ def _store_root(uri: str | None) -> str | None:
     if re.match(r"^(s3|gs|az|abfs|hdfs)://", uri):
         return uri
     if re.match(r"^[a-zA-Z][\w+.-]*:", uri) and not re.match(r"^[a-zA-Z]:[\\/]", uri):
+        if uri in _warned:
+            return None
+        _warned.add(uri)
         warnings.warn(
             f"ledger.mlflow logs into a ledger store, not to {uri!r}; using the ledger store "
             "($LEDGER_STORE or ./.ledger). Pass a store path as tracking URI to choose one.",
@@ -260,6 +265,7 @@ def _store() -> Store:
 def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
     """Log into the ledger store at ``uri`` (a path, ``file:`` URI or ``s3://...``)."""
     _tracking.uri = os.fspath(uri)
+    _store_root(_tracking.uri)  # warns now for URIs the shim cannot log to
     _tracking.experiment = None
     _tracking.known.clear()
 
@@ -1526,7 +1532,7 @@ def from_pandas(
 
     if digest is None:
         trimmed = df.head(10000)
-        string_columns = trimmed.columns[(df.map(type) == str).all(0)]
+        string_columns = trimmed.columns[(df.map(type) == str).all(axis=0)]
         numeric_columns = trimmed.select_dtypes(include=[np.number]).columns
         trimmed = trimmed[string_columns.union(numeric_columns)]
         md5 = hashlib.md5(usedforsecurity=False)
@@ -1713,7 +1719,16 @@ exceptions.MlflowException = MlflowException  # type: ignore[attr-defined]
 tracking = types.ModuleType("ledger.mlflow.tracking", "MLflow's tracking client.")
 tracking.MlflowClient = MlflowClient  # type: ignore[attr-defined]
 
+validation = types.ModuleType("ledger.mlflow.utils.validation", "MLflow's size limits.")
+validation.MAX_PARAM_VAL_LENGTH = 6000  # type: ignore[attr-defined]
+validation.MAX_TAG_VAL_LENGTH = 8000  # type: ignore[attr-defined]
+validation.MAX_ENTITY_KEY_LENGTH = 250  # type: ignore[attr-defined]
+utils = types.ModuleType("ledger.mlflow.utils", "MLflow utilities that libraries read.")
+utils.validation = validation  # type: ignore[attr-defined]
+
 SUBMODULES = {
+    "utils": utils,
+    "utils.validation": validation,
     "sklearn": sklearn,
     "data": data,
     "entities": entities,

@@ -59,6 +59,7 @@ from ledger.adapters.mlflow_compat import (
     sklearn,
     start_run,
     tracking,
+    utils,
 )
 
 __all__ = [
@@ -105,6 +106,7 @@ __all__ = [
     "start_run",
     "tracking",
     "uninstall",
+    "utils",
 ]
 
 __version__ = "3.0.0+ledger"

@@ -488,10 +488,26 @@ def _after_fork_in_child() -> None:
     if _writers and "multiprocessing" in sys.modules:
         # multiprocessing's fork children leave through os._exit, skipping atexit; its
         # own finalizers still run, so the child's last rows are flushed there.
+        # Process._bootstrap clears the finalizer registry after this hook ran, then runs
+        # the after-fork callbacks: register the finalizer again from there.
         from multiprocessing import util
 
         util.Finalize(None, flush_all, exitpriority=100)
+        util.register_after_fork(
+            next(iter(_writers.values())),
+            lambda _: util.Finalize(None, flush_all, exitpriority=100),
+        )
+
+
+def _before_fork() -> None:
+    # A fork while a flusher thread is still importing the Parquet stack (it does so in
+    # the background at start) would leave the child a held import lock and a deadlock at
+    # its first flush. Importing here waits for that import to finish before forking.
+    if any(writer._thread is not None for writer in _writers.values()):
+        import numpy  # noqa: F401
+        import pyarrow.compute  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
