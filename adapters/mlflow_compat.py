@@ -395,9 +395,11 @@ def _current_experiment() -> Experiment:
 
 
 def _source_name() -> str:
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv else "")
-    return os.path.abspath(path) if path else ""
+    # As MLflow's default run context: the command's sys.argv[0] (a joblib worker keeps
+    # its parent's), else the main module's file.
+    if sys.argv and sys.argv[0]:
+        return sys.argv[0]
+    return getattr(sys.modules.get("__main__"), "__file__", None) or ""
 
 
 def _system_tags(name: str, parent_id: str | None) -> dict[str, str]:
@@ -472,7 +474,9 @@ def _end(active: ActiveRun, status: str) -> None:
     stack = _tracking.stack()
     if active in stack:
         stack.remove(active)
-    active._run.end(_ledger_status(status))
+    # MLflow's end_run is synchronous; waiting also keeps a joblib worker that is shut
+    # down right after its task from losing the run's last events.
+    active._run.end(_ledger_status(status), wait=True)
 
 
 def _ledger_status(status: str) -> str:
