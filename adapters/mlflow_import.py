@@ -297,6 +297,12 @@ def _walk_local(root: str | None, uri: str, prefix: str) -> list[ArtifactFile]:
     return found
 
 
+def _string_array(values: list[str]) -> pa.Array:
+    import pyarrow as pa
+
+    return pa.array(values, pa.string())
+
+
 def _metrics_table(columns: tuple[list[Any], ...] | None) -> pa.Table:
     import pyarrow as pa
 
@@ -314,6 +320,9 @@ class SqlReader(Reader):
 
     def __init__(self, uri: str) -> None:
         self.source = uri
+        self._selection: tuple[str, list[Any]] | None = None
+        self._prefetch: pa.Table | None = None
+        self._adbc: Any = None
         if uri.startswith("sqlite:"):
             path = uri[len("sqlite:") :].lstrip("/") if uri.startswith("sqlite:////") else None
             path = "/" + path if path is not None else uri[len("sqlite:///") :]
@@ -321,6 +330,7 @@ class SqlReader(Reader):
             if path in ("", ":memory:") or not os.path.exists(path):
                 raise MlflowImportError(f"No MLflow sqlite database at {path!r} (from {uri})")
             self._con: Any = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            self._path = path
             self._param = "?"
             self._engine = None
         else:
@@ -384,6 +394,7 @@ class SqlReader(Reader):
         has_deleted_time = "deleted_time" in self._column_names("runs")
         columns += ", deleted_time" if has_deleted_time else ", NULL"
         rows = self._query(f"SELECT {columns} FROM runs WHERE {where} ORDER BY run_uuid", params)
+        self._selection = (where, list(params))
         records = {
             r[0]: RunRecord(
                 run_id=r[0],
@@ -448,21 +459,89 @@ class SqlReader(Reader):
             if run_id in records:
                 records[run_id].inputs.append(_dataset_input(*dataset, tags[input_id]))
 
+    # Up to this many metric rows are read in one sequential scan (then split per chunk in
+    # Arrow); bigger tables are read chunk by chunk through the run_uuid index.
+    PREFETCH_ROWS = 30_000_000
+
     def metrics(self, runs: list[RunRecord]) -> pa.Table:
+        import pyarrow.compute as pc
+
         if not runs:
             return _metrics_table(None)
         ids = [r.run_id for r in runs]
-        rows = self._query(
-            'SELECT run_uuid, "key", value, step, timestamp, is_nan FROM metrics '
-            f"WHERE run_uuid IN ({self._in(ids)})",
-            ids,
+        if self._selection is not None and self._prefetch is None and self._small_metrics():
+            where, params = self._selection
+            self._prefetch = self._metric_rows(
+                f"run_uuid IN (SELECT run_uuid FROM runs WHERE {where})", params
+            )
+        if self._prefetch is not None:
+            table = self._prefetch
+            return table.filter(pc.is_in(table.column("run_id"), value_set=_string_array(ids)))
+        return self._metric_rows(f"run_uuid IN ({self._in(ids)})", ids)
+
+    def _small_metrics(self) -> bool:
+        rows = self._query("SELECT max(rowid) FROM metrics") if self._engine is None else [(0,)]
+        return self._engine is None and (rows[0][0] or 0) <= self.PREFETCH_ROWS
+
+    def _metric_rows(self, where: str, params: list[Any]) -> pa.Table:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        sql = (
+            'SELECT run_uuid AS run_id, "key", value, step, timestamp, is_nan FROM metrics '
+            f"WHERE {where}"
         )
-        if not rows:
+        table = self._arrow(sql, params)
+        if table is None:
+            rows = self._query(sql, params)
+            if not rows:
+                return _metrics_table(None)
+            run_ids, keys, values, steps, stamps, nans = zip(*rows, strict=True)
+            table = pa.table(
+                {
+                    "run_id": pa.array(run_ids, pa.string()),
+                    "key": pa.array(keys, pa.string()),
+                    "value": pa.array(values, pa.float64()),
+                    "step": pa.array(steps, pa.int64()),
+                    "timestamp": pa.array(stamps, pa.int64()),
+                    "is_nan": pa.array(nans, pa.int64()),
+                }
+            )
+        if table.num_rows == 0:
             return _metrics_table(None)
-        run_ids, keys, values, steps, stamps, nans = zip(*rows, strict=True)
-        if any(nans) or DBL_MAX in values or -DBL_MAX in values:
-            values = tuple(map(_metric_value, values, nans))
-        return _metrics_table((run_ids, keys, values, steps, stamps))  # type: ignore[arg-type]
+        # MLflow's SQL store keeps NaN as 0 + is_nan and ±inf as ±DBL_MAX: map them back.
+        value = table.column("value").cast(pa.float64())
+        value = pc.if_else(pc.greater_equal(value, DBL_MAX), math.inf, value)
+        value = pc.if_else(pc.less_equal(value, -DBL_MAX), -math.inf, value)
+        value = pc.if_else(pc.not_equal(table.column("is_nan").cast(pa.int64()), 0), math.nan, value)
+        return pa.table(
+            {
+                "run_id": table.column("run_id").cast(pa.string()),
+                "key": table.column("key").cast(pa.string()),
+                "value": value,
+                "step": table.column("step").cast(pa.int64()),
+                "timestamp": table.column("timestamp").cast(pa.int64()),
+            }
+        )
+
+    def _arrow(self, sql: str, params: list[Any]) -> pa.Table | None:
+        """Run ``sql`` straight into Arrow through ADBC's sqlite driver, when installed."""
+        if self._engine is not None or self._adbc is False:
+            return None
+        if self._adbc is None:
+            try:
+                import adbc_driver_sqlite.dbapi as adbc
+
+                self._adbc = adbc.connect(f"file:{self._path}?mode=ro")
+            except Exception:  # not installed, or cannot open: stay on sqlite3
+                self._adbc = False
+                return None
+        cursor = self._adbc.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetch_arrow_table()
+        finally:
+            cursor.close()
 
     def logged_models(self, experiment_ids: list[str]) -> list[LoggedModel]:
         if "logged_models" not in self._tables or not experiment_ids:
@@ -478,6 +557,9 @@ class SqlReader(Reader):
 
     def close(self) -> None:
         self._con.close()
+        if self._adbc:
+            self._adbc.close()
+        self._prefetch = None
         if self._engine is not None:
             self._engine.dispose()
 

@@ -146,8 +146,13 @@ FIELDS = ("experiment", "name", "status", "start", "end", "deleted", "params", "
           "metrics", "inputs", "artifacts")
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "file"])
-def test_import_matches_what_mlflow_reads(mlflow_stores, store_path, kind):
+@pytest.mark.parametrize("kind", ["sqlite", "sqlite-stdlib", "file"])
+def test_import_matches_what_mlflow_reads(mlflow_stores, store_path, kind, monkeypatch):
+    if kind == "sqlite-stdlib":  # without the optional ADBC driver: the sqlite3 path
+        from ledger.adapters.mlflow_import import SqlReader
+
+        monkeypatch.setattr(SqlReader, "_arrow", lambda self, sql, params: None)
+        kind = "sqlite"
     uri = mlflow_stores[kind]
     summary = import_runs(uri, store_path, include_deleted=True)
     assert summary.errors == []
