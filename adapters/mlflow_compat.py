@@ -151,7 +151,7 @@ class ModelInfo:
     flavors: dict[str, Any] = field(default_factory=dict)
 
 
-class PagedList(list):  # type: ignore[type-arg]
+class PagedList(list[Any]):
     """A list with MLflow's ``token`` attribute (always the last page here)."""
 
     token: str | None = None
@@ -187,7 +187,7 @@ class ActiveRun:
     def __enter__(self) -> ActiveRun:
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is None:
             status = "FINISHED"
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -195,7 +195,6 @@ class ActiveRun:
         else:
             status = "FAILED"
         _end(self, status)
-        return False
 
     def __repr__(self) -> str:
         return f"<ActiveRun: run_id={self._run.id}, name={self._run.name}>"
@@ -632,9 +631,7 @@ def log_input(
 def _dataset_dict(dataset: Any, context: str | None, tags: Mapping[str, str] | None) -> dict:
     source = dataset.source
     source_json = source.to_json() if hasattr(source, "to_json") else json.dumps(source)
-    source_type = (
-        source._get_source_type() if hasattr(source, "_get_source_type") else "unknown"
-    )
+    source_type = source._get_source_type() if hasattr(source, "_get_source_type") else "unknown"
     schema = dataset.schema
     if schema is not None and not isinstance(schema, str):
         schema = json.dumps({"mlflow_colspec": schema.to_dict()})
@@ -653,7 +650,7 @@ def _dataset_dict(dataset: Any, context: str | None, tags: Mapping[str, str] | N
     }
 
 
-# -- the client -------------------------------------------------------------------------------------
+# -- the client ----------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -827,7 +824,9 @@ class MlflowClient:
         with _borrow(run_id, self.store) as run:
             for metric in metrics:
                 run.log_metric(
-                    metric.key, metric.value, metric.step or 0,
+                    metric.key,
+                    metric.value,
+                    metric.step or 0,
                     timestamp=_seconds(metric.timestamp),
                 )
             run.log_params({p.key: p.value for p in params})
@@ -898,18 +897,17 @@ def _download(store: Store, run_id: str, path: str, dst_path: str | None) -> str
 
     path = path.strip("/")
     target_root = dst_path or tempfile.mkdtemp(prefix="ledger-artifacts-")
-    rows = [
-        r for r in _artifact_rows(store, run_id) if r[0] == path or r[0].startswith(path + "/")
-    ]
+    rows = [r for r in _artifact_rows(store, run_id) if r[0] == path or r[0].startswith(path + "/")]
     if not rows:
         raise MlflowException(f"No artifact {path!r} in run {run_id}")
     for artifact_path, _, uri in rows:
         local = os.path.join(target_root, *artifact_path.split("/"))
         os.makedirs(os.path.dirname(local), exist_ok=True)
         if uri.startswith("artifacts/"):
-            with store.fs.open_input_stream(store.artifact_path(uri)) as src, open(
-                local, "wb"
-            ) as dst:
+            with (
+                store.fs.open_input_stream(store.artifact_path(uri)) as src,
+                open(local, "wb") as dst,
+            ):
                 shutil.copyfileobj(src, dst)
         else:
             source = uri[len("file://") :] if uri.startswith("file://") else uri
@@ -1014,7 +1012,7 @@ WITH life AS (
 
 
 def _unquote_key(key: str) -> str:
-    if len(key) >= 2 and key[0] == key[-1] and key[0] in "`\"":
+    if len(key) >= 2 and key[0] == key[-1] and key[0] in '`"':
         return key[1:-1]
     return key
 
@@ -1034,7 +1032,7 @@ def _tokens(text: str) -> list[tuple[str, str, Any]]:
         match = _TOKEN.match(text, position)
         if match is None or match.end() == position:
             raise FilterError(
-                f"Invalid filter {text!r}: cannot parse at {text[position:position + 20]!r}. "
+                f"Invalid filter {text!r}: cannot parse at {text[position : position + 20]!r}. "
                 "Expected e.g. \"metrics.acc > 0.9 and params.model = 'rf'\""
             )
         position = match.end()
@@ -1147,9 +1145,7 @@ def parse_filter(filter_string: str | None) -> list[tuple[str, str, str, Any]]:
     return clauses
 
 
-def _condition(
-    entity: str, key: str, operator: str, value: Any, params: list[Any]
-) -> str:
+def _condition(entity: str, key: str, operator: str, value: Any, params: list[Any]) -> str:
     def compare(column: str, numeric: bool) -> str:
         if operator in ("IS", "IS NOT"):
             if value is not None:
@@ -1185,7 +1181,9 @@ def _condition(
         if operator in ("IS", "IS NOT"):
             test = "NOT IN" if operator == "IS" else "IN"
             return f"b.run_id {test} (SELECT run_id FROM {entity} WHERE key = ?)"
-        return f"b.run_id IN (SELECT run_id FROM {entity} WHERE key = ? AND {compare('value', False)})"
+        return (
+            f"b.run_id IN (SELECT run_id FROM {entity} WHERE key = ? AND {compare('value', False)})"
+        )
     if entity == "datasets":
         column = {"name": "name", "digest": "digest", "context": "context"}.get(key)
         if column is None:
@@ -1425,7 +1423,12 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
     import pandas as pd
 
     info_columns = [
-        "run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time",
+        "run_id",
+        "experiment_id",
+        "status",
+        "artifact_uri",
+        "start_time",
+        "end_time",
     ]
     metric_keys = sorted({k for r in runs for k in r.data.metrics})
     param_keys = sorted({k for r in runs for k in r.data.params})
@@ -1481,9 +1484,18 @@ class _Source:
 
 def _resolve_source(source: Any) -> _Source:
     if source is None:
-        return _Source("code", {"tags": {"mlflow.user": USER or "", "mlflow.source.name": _source_name(), "mlflow.source.type": "LOCAL"}})
+        return _Source(
+            "code",
+            {
+                "tags": {
+                    "mlflow.user": USER or "",
+                    "mlflow.source.name": _source_name(),
+                    "mlflow.source.type": "LOCAL",
+                }
+            },
+        )
     if hasattr(source, "to_json"):
-        return source  # type: ignore[no-any-return]
+        return source
     text = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
     if re.match(r"^https?://", text):
         return _Source("http", {"url": text})
@@ -1536,7 +1548,7 @@ def from_pandas(
 
     if digest is None:
         trimmed = df.head(10000)
-        string_columns = trimmed.columns[(df.map(type) == str).all(axis=0)]
+        string_columns = trimmed.columns[(df.map(type) == str).all(axis=0)]  # noqa: E721
         numeric_columns = trimmed.select_dtypes(include=[np.number]).columns
         trimmed = trimmed[string_columns.union(numeric_columns)]
         md5 = hashlib.md5(usedforsecurity=False)
@@ -1580,10 +1592,13 @@ def from_numpy(
             array = np.asarray(item)
             md5.update(np.ascontiguousarray(array.flatten()[:10000]).tobytes())
             for size in array.shape:
-                md5.update(np.int64(size))
+                md5.update(np.int64(size).tobytes())
         digest = md5.hexdigest()[:8]
     features = np.asarray(features)
-    profile: dict[str, Any] = {"features_shape": list(features.shape), "features_size": int(features.size)}
+    profile: dict[str, Any] = {
+        "features_shape": list(features.shape),
+        "features_size": int(features.size),
+    }
     if targets is not None:
         profile["targets_shape"] = list(np.asarray(targets).shape)
     return Dataset(
@@ -1690,7 +1705,7 @@ def sklearn_load_model(model_uri: str, dst_path: str | None = None) -> Any:
 
         return skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
     with open(path, "rb") as handle:
-        return pickle.load(handle)  # noqa: S301 - the user's own logged model
+        return pickle.load(handle)
 
 
 sklearn = types.ModuleType("ledger.mlflow.sklearn", "MLflow's sklearn flavour, over the ledger.")

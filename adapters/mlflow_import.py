@@ -310,9 +310,7 @@ def _metrics_table(columns: tuple[list[Any], ...] | None) -> pa.Table:
     types = [pa.string(), pa.string(), pa.float64(), pa.int64(), pa.int64()]
     if not columns:
         return pa.table({n: pa.array([], t) for n, t in zip(names, types, strict=True)})
-    return pa.table(
-        {n: pa.array(c, t) for n, t, c in zip(names, types, columns, strict=True)}
-    )
+    return pa.table({n: pa.array(c, t) for n, t, c in zip(names, types, columns, strict=True)})
 
 
 class SqlReader(Reader):
@@ -457,7 +455,9 @@ class SqlReader(Reader):
                 tags[input_id][name] = value
         for run_id, input_id, *dataset in rows:
             if run_id in records:
-                records[run_id].inputs.append(_dataset_input(*dataset, tags[input_id]))
+                records[run_id].inputs.append(
+                    _dataset_input(*dataset, tags[input_id])  # type: ignore[call-arg]
+                )
 
     # Up to this many metric rows are read in one sequential scan (then split per chunk in
     # Arrow); bigger tables are read chunk by chunk through the run_uuid index.
@@ -513,7 +513,9 @@ class SqlReader(Reader):
         value = table.column("value").cast(pa.float64())
         value = pc.if_else(pc.greater_equal(value, DBL_MAX), math.inf, value)
         value = pc.if_else(pc.less_equal(value, -DBL_MAX), -math.inf, value)
-        value = pc.if_else(pc.not_equal(table.column("is_nan").cast(pa.int64()), 0), math.nan, value)
+        value = pc.if_else(
+            pc.not_equal(table.column("is_nan").cast(pa.int64()), 0), math.nan, value
+        )
         return pa.table(
             {
                 "run_id": table.column("run_id").cast(pa.string()),
@@ -716,7 +718,7 @@ class FileReader(Reader):
                 raise BrokenRunError(f"dataset {meta.get('source_id')} is missing")
             inputs.append(
                 _dataset_input(
-                    dataset.get("name"),
+                    str(dataset.get("name")),
                     dataset.get("digest"),
                     dataset.get("source_type"),
                     dataset.get("source"),
@@ -802,7 +804,8 @@ class ClientReader(Reader):
     def experiments(self) -> list[Experiment]:
         from mlflow.entities import ViewType
 
-        found, token = [], None
+        found: list[Any] = []
+        token = None
         try:
             while True:
                 page = self.client.search_experiments(
@@ -947,7 +950,9 @@ class ClientReader(Reader):
                 else:
                     uri = f"{(model.artifact_location or '').rstrip('/')}/{info.path}"
                     found.append(
-                        ArtifactFile(f"{model.name}/{info.path}", info.file_size, uri, None, "model")
+                        ArtifactFile(
+                            f"{model.name}/{info.path}", info.file_size, uri, None, "model"
+                        )
                     )
 
         walk(None)
@@ -1001,7 +1006,8 @@ def _experiment_selection(
     wanted = list(wanted or [])
     if not wanted:
         return experiments
-    chosen, missing = [], []
+    chosen: list[Experiment] = []
+    missing: list[str] = []
     for item in wanted:
         match = [e for e in experiments if item in (e.experiment_id, e.name)]
         if not match:
@@ -1267,9 +1273,7 @@ def metric_events(metrics: pa.Table) -> pa.Table:
             "value": metrics.column("value"),
             "step": metrics.column("step"),
             "ts": stamps.cast(pa.timestamp("us", tz="UTC")),
-            "writer_id": pc.binary_join_element_wise(
-                pa.scalar("mlflow:"), run_ids, pa.scalar("")
-            ),
+            "writer_id": pc.binary_join_element_wise(pa.scalar("mlflow:"), run_ids, pa.scalar("")),
             "seq": pa.array(seq, pa.int64()),
         },
         schema=schema,
@@ -1320,7 +1324,8 @@ def import_runs(
     summary = ImportSummary(source=reader.source, dry_run=dry_run)
     try:
         selected = [
-            e for e in _experiment_selection(reader.experiments(), experiments)
+            e
+            for e in _experiment_selection(reader.experiments(), experiments)
             if include_deleted or e.lifecycle_stage != "deleted" or experiments
         ]
         by_id = {e.experiment_id: e for e in selected}
@@ -1328,9 +1333,11 @@ def import_runs(
         summary.errors.extend(errors)
         if not dry_run:
             store_obj.ensure_initialized()
-        existing = _existing_fingerprints(store_obj, project) if store_obj.exists(
-            store_obj.kind_dir("runs")
-        ) else {}
+        existing = (
+            _existing_fingerprints(store_obj, project)
+            if store_obj.exists(store_obj.kind_dir("runs"))
+            else {}
+        )
         kept = []
         for record in runs:
             if record.experiment_id not in by_id:
@@ -1354,7 +1361,15 @@ def import_runs(
             progress(0, total)
         for chunk in chunks:
             _import_chunk(
-                chunk, reader, store_obj, by_id, models, existing, artifacts, project, summary,
+                chunk,
+                reader,
+                store_obj,
+                by_id,
+                models,
+                existing,
+                artifacts,
+                project,
+                summary,
                 dry_run,
             )
             done += len(chunk.runs)
@@ -1467,7 +1482,7 @@ def _import_chunk(
         summary.new_runs += state == "new"
         summary.updated_runs += state == "updated"
         summary.unchanged_runs += state == "unchanged"
-    if dry_run or all(s == "unchanged" for s in states.values()) and good:
+    if dry_run or (all(s == "unchanged" for s in states.values()) and good):
         return
     if len(good) != len(chunk.runs) and metrics.num_rows:
         metrics = metrics.filter(pc.field("run_id").isin([r.run_id for r in good]))

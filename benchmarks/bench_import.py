@@ -56,8 +56,21 @@ def make_sqlite(path: str, n_runs: int) -> str:
     for index, run_id, start in _run_rows(n_runs):
         name = f"run-{index}"
         runs.append(
-            (run_id, name, "LOCAL", "bench.py", "", "bench", "FINISHED", start,
-             start + N_STEPS * 10, "", "active", "", int(experiment_id))
+            (
+                run_id,
+                name,
+                "LOCAL",
+                "bench.py",
+                "",
+                "bench",
+                "FINISHED",
+                start,
+                start + N_STEPS * 10,
+                "",
+                "active",
+                "",
+                int(experiment_id),
+            )
         )
         params.extend((f"p{k}", str(index * 0.001 * (k + 1)), run_id) for k in range(N_PARAMS))
         tags.extend([("mlflow.runName", name, run_id), ("mlflow.user", "bench", run_id)])
@@ -175,8 +188,10 @@ def main() -> None:
     n_runs = 1000 if args.quick else args.runs
     folder = args.keep or tempfile.mkdtemp(prefix="bench-import-")
     os.makedirs(folder, exist_ok=True)
-    print(f"{n_runs:,} runs x ({N_PARAMS} params, {N_METRICS} metrics x {N_STEPS} steps) "
-          f"= {n_runs * N_METRICS * N_STEPS:,} metric points; cores: {os.cpu_count()}")
+    print(
+        f"{n_runs:,} runs x ({N_PARAMS} params, {N_METRICS} metrics x {N_STEPS} steps) "
+        f"= {n_runs * N_METRICS * N_STEPS:,} metric points; cores: {os.cpu_count()}"
+    )
     try:
         rows = []
         for kind in ("sqlite", "file"):
@@ -200,11 +215,13 @@ def main() -> None:
                     f" (first {runs:,} runs)" if args.mlflow_read_runs else ""
                 )
                 rows.append((kind, what, seconds, runs, points))
-        print(f"\n| store | what | seconds | runs/s | metric points/s |")
+        print("\n| store | what | seconds | runs/s | metric points/s |")
         print("|---|---|---:|---:|---:|")
         for kind, what, seconds, runs, points in rows:
-            print(f"| {kind} | {what} | {seconds:.2f} | {runs / seconds:,.0f} | "
-                  f"{points / seconds:,.0f} |")
+            print(
+                f"| {kind} | {what} | {seconds:.2f} | {runs / seconds:,.0f} | "
+                f"{points / seconds:,.0f} |"
+            )
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)

@@ -33,7 +33,7 @@ def build(uri: str, folder: str) -> None:
         handle.write("step,loss\n0,1.0\n1,0.5\n")
 
     mlflow.set_experiment("vision ✓")
-    with mlflow.start_run(run_name="parent-ü", description="the main run") as parent:
+    with mlflow.start_run(run_name="parent-ü", description="the main run"):
         mlflow.log_params({"lr": 0.1, "layers": 3, "long": "x" * 5000, "ratio": "1e-3"})
         mlflow.set_tags({"team": "cv", "mlflow.source.git.commit": "abc123", "emoji": "🚀"})
         for step in range(5):
@@ -70,8 +70,9 @@ def build(uri: str, folder: str) -> None:
     with mlflow.start_run(run_name="deleted") as deleted:
         mlflow.log_metric("loss", 1.0)
     client.delete_run(deleted.info.run_id)
-    running = client.create_run(client.get_experiment_by_name("nlp").experiment_id,
-                                run_name="still-running")
+    running = client.create_run(
+        client.get_experiment_by_name("nlp").experiment_id, run_name="still-running"
+    )
     client.log_metric(running.info.run_id, "loss", 0.25, step=2)
 
 

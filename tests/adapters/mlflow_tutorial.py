@@ -145,7 +145,12 @@ def analyze(mlflow) -> dict:
         filter_string="attributes.status = 'FINISHED' and tags.stage = 'comparison'",
         order_by=["metrics.test_accuracy DESC", "attributes.run_name"],
     )
-    columns = ["tags.mlflow.runName", "metrics.test_accuracy", "metrics.cv_mean", "params.n_features"]
+    columns = [
+        "tags.mlflow.runName",
+        "metrics.test_accuracy",
+        "metrics.cv_mean",
+        "params.n_features",
+    ]
     comparison = frame[columns].to_dict(orient="records")
     best = frame.iloc[0]
     return {"best": best["tags.mlflow.runName"], "comparison": comparison, "runs": len(frame)}

@@ -8,17 +8,22 @@ import os
 import sys
 
 import pytest
-
-import ledger.mlflow as mlflow
 from ledger.adapters import mlflow_compat
 from ledger.analytics.engine import query
+
+import ledger.mlflow as mlflow
 
 
 @pytest.fixture(autouse=True)
 def _fresh_shim(monkeypatch):
     monkeypatch.setattr(mlflow_compat, "_tracking", mlflow_compat._Tracking())
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID",
-                 "MLFLOW_RUN_ID", "LEDGER_PROJECT"):
+    for name in (
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_EXPERIMENT_NAME",
+        "MLFLOW_EXPERIMENT_ID",
+        "MLFLOW_RUN_ID",
+        "LEDGER_PROJECT",
+    ):
         monkeypatch.delenv(name, raising=False)
     yield
     while mlflow.active_run() is not None:
@@ -60,15 +65,19 @@ def test_fluent_logging(store_path, tmp_path):
     assert paths == ["config.json", "docs/notes.txt", "reports/summary.txt"]
     files = mlflow.MlflowClient().list_artifacts(run_id)
     assert [(f.path, f.is_dir) for f in files] == [
-        ("config.json", False), ("docs", True), ("reports", True)]
+        ("config.json", False),
+        ("docs", True),
+        ("reports", True),
+    ]
     local = mlflow.MlflowClient().download_artifacts(run_id, "docs", str(tmp_path / "dl"))
-    assert open(os.path.join(local, "notes.txt")).read() == "hello"
+    with open(os.path.join(local, "notes.txt")) as handle:
+        assert handle.read() == "hello"
 
 
 def test_nested_runs_and_failures(store_path):
     mlflow.set_tracking_uri(store_path)
     with mlflow.start_run(run_name="parent") as parent:
-        with pytest.raises(mlflow.MlflowException, match="already active.*nested=True"):
+        with pytest.raises(mlflow.MlflowException, match=r"already active.*nested=True"):
             mlflow.start_run()
         with mlflow.start_run(run_name="child", nested=True) as child:
             mlflow.log_metric("m", 1)
@@ -79,8 +88,11 @@ def test_nested_runs_and_failures(store_path):
     mlflow.end_run("KILLED")
     runs = query("SELECT name, status, parent_run_id FROM runs ORDER BY name", store_path)
     assert runs.rows() == [
-        ("boom", "failed", None), ("child", "finished", parent.info.run_id),
-        ("killed", "killed", None), ("parent", "finished", None)]
+        ("boom", "failed", None),
+        ("child", "finished", parent.info.run_id),
+        ("killed", "killed", None),
+        ("parent", "finished", None),
+    ]
 
 
 def test_logging_without_a_run_starts_one(store_path):
@@ -125,7 +137,7 @@ def _make_runs(store_path):
         ("tags.env IS NULL", ["d"]),
         ("attributes.status = 'FAILED'", ["c"]),
         ("attributes.status != 'failed'", ["a", "b", "d"]),
-        ("attributes.run_name = \"b\"", ["b"]),
+        ('attributes.run_name = "b"', ["b"]),
         ("metrics.`odd key` = 1", ["a", "b", "c", "d"]),
         ("tags.`mlflow.runName` = 'd'", ["d"]),
         ("params.model = 'nope'", []),
@@ -149,7 +161,13 @@ def test_search_runs_order_and_frame(store_path):
     assert runs[0].data.params == {"model": "knn"}
     frame = mlflow.search_runs(filter_string="params.model = 'rf'", order_by=["metrics.acc"])
     assert list(frame.columns[:6]) == [
-        "run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"]
+        "run_id",
+        "experiment_id",
+        "status",
+        "artifact_uri",
+        "start_time",
+        "end_time",
+    ]
     assert frame["params.model"].tolist() == ["rf", "rf"]
     assert frame["metrics.acc"].tolist() == [0.85, 0.95]
     assert str(frame["start_time"].dtype).startswith("datetime64")
@@ -192,7 +210,10 @@ def test_deleted_runs_and_client_logging(store_path):
     client.set_terminated(run_id, "FAILED")
     run = client.get_run(run_id)
     assert (run.info.status, run.data.params, run.data.metrics) == (
-        "FAILED", {"opt": "adam"}, {"loss": 0.3})
+        "FAILED",
+        {"opt": "adam"},
+        {"loss": 0.3},
+    )
     assert run.data.tags["k"] == "v"
     client.log_param(run_id, "late", 1)  # logging to an ended run by id, like MLflow
     client.delete_run(run_id)
@@ -278,8 +299,9 @@ def test_forked_worker_starts_its_own_top_level_run(store_path):
         empty, child_id = queue.get(timeout=60), queue.get(timeout=60)
         process.join(60)
     assert empty is True and process.exitcode == 0
-    row = query("SELECT name, parent_run_id, status FROM runs WHERE run_id = ?",
-                store_path, [child_id]).row(0)
+    row = query(
+        "SELECT name, parent_run_id, status FROM runs WHERE run_id = ?", store_path, [child_id]
+    ).row(0)
     assert row == ("in-child", None, "finished")
 
 
@@ -299,8 +321,9 @@ def test_install_serves_libraries_that_import_mlflow(store_path, tmp_path):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         callback = integration.MLflowCallback(tracking_uri=store_path, metric_name="score")
         study = optuna.create_study(study_name="optuna-study", direction="maximize")
-        study.optimize(lambda t: -(t.suggest_float("x", -1, 1) ** 2), n_trials=3,
-                       callbacks=[callback])
+        study.optimize(
+            lambda t: -(t.suggest_float("x", -1, 1) ** 2), n_trials=3, callbacks=[callback]
+        )
     finally:
         mlflow.uninstall()
         sys.modules.pop("optuna_integration.mlflow", None)

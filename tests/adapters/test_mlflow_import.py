@@ -15,9 +15,9 @@ import uuid
 
 import pytest
 from click.testing import CliRunner
-
 from ledger.adapters.mlflow_import import DBL_MAX, import_runs
 from ledger.analytics.engine import query
+
 from ledger.cli import cli
 
 pytest.importorskip("mlflow")
@@ -59,7 +59,7 @@ def mlflow_view(uri: str) -> dict[str, dict]:
         }
         artifacts = set()
 
-        def walk(path, run_id=info.run_id):
+        def walk(path, run_id=info.run_id, artifacts=artifacts):
             for item in client.list_artifacts(run_id, path):
                 if item.is_dir:
                     walk(item.path)
@@ -83,8 +83,11 @@ def mlflow_view(uri: str) -> dict[str, dict]:
             "tags": dict(run.data.tags),
             "metrics": metrics,
             "inputs": sorted(
-                (i.dataset.name, i.dataset.digest, {t.key: t.value for t in i.tags}.get(
-                    "mlflow.data.context"))
+                (
+                    i.dataset.name,
+                    i.dataset.digest,
+                    {t.key: t.value for t in i.tags}.get("mlflow.data.context"),
+                )
                 for i in run.inputs.dataset_inputs
             ),
             "artifacts": artifacts,
@@ -96,7 +99,7 @@ def ledger_view(store: str) -> dict[str, dict]:
     """The same fields, read from the ledger's views."""
     runs = query(
         "SELECT r.run_id, r.experiment, r.name, r.status, epoch_ms(r.start_time) AS s, "
-        "epoch_ms(r.end_time) AS e, r.parent_run_id, r.\"user\", r.git_commit, "
+        'epoch_ms(r.end_time) AS e, r.parent_run_id, r."user", r.git_commit, '
         "r.run_id IN (SELECT run_id FROM events_runs WHERE event = 'deleted') AS deleted "
         "FROM runs r",
         store,
@@ -142,8 +145,19 @@ def ledger_view(store: str) -> dict[str, dict]:
     return found
 
 
-FIELDS = ("experiment", "name", "status", "start", "end", "deleted", "params", "tags",
-          "metrics", "inputs", "artifacts")
+FIELDS = (
+    "experiment",
+    "name",
+    "status",
+    "start",
+    "end",
+    "deleted",
+    "params",
+    "tags",
+    "metrics",
+    "inputs",
+    "artifacts",
+)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "sqlite-stdlib", "file"])
@@ -190,8 +204,7 @@ def test_sqlite_and_file_store_give_the_same_shape(mlflow_stores, tmp_path):
     shapes = {}
     for kind in ("sqlite", "file"):
         shapes[kind] = query(
-            "SELECT r.name, p.key, p.value FROM params p JOIN runs r USING (run_id) "
-            "ORDER BY ALL",
+            "SELECT r.name, p.key, p.value FROM params p JOIN runs r USING (run_id) ORDER BY ALL",
             str(tmp_path / kind),
         ).rows()
     assert shapes["sqlite"] == shapes["file"]
@@ -199,7 +212,7 @@ def test_sqlite_and_file_store_give_the_same_shape(mlflow_stores, tmp_path):
 
 def test_reimport_adds_only_what_is_new(mlflow_stores, store_path, tmp_path):
     database = tmp_path / "copy.db"
-    shutil.copy(mlflow_stores["sqlite"][len("sqlite:///"):], database)
+    shutil.copy(mlflow_stores["sqlite"][len("sqlite:///") :], database)
     uri = f"sqlite:///{database}"
     first = import_runs(uri, store_path)
     counts = _counts(store_path)
@@ -293,8 +306,16 @@ def test_cli_import(mlflow_stores, store_path):
     runner = CliRunner()
     result = runner.invoke(
         cli,
-        ["import", "mlflow", "--tracking-uri", mlflow_stores["sqlite"], "--store", store_path,
-         "--format", "csv"],
+        [
+            "import",
+            "mlflow",
+            "--tracking-uri",
+            mlflow_stores["sqlite"],
+            "--store",
+            store_path,
+            "--format",
+            "csv",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "metric points," in result.output and "runs," in result.output
@@ -320,11 +341,23 @@ def _free_port() -> int:
 @pytest.fixture
 def mlflow_server(mlflow_stores, tmp_path):
     database = tmp_path / "server.db"
-    shutil.copy(mlflow_stores["sqlite"][len("sqlite:///"):], database)
+    shutil.copy(mlflow_stores["sqlite"][len("sqlite:///") :], database)
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{database}",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{database}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

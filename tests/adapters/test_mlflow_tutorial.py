@@ -15,15 +15,18 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from ledger.adapters.mlflow_import import import_runs
 from ledger.analytics.engine import query
 
 HERE = Path(__file__).parent
 # Tags that differ between any two sessions, or that only MLflow computes (git via
 # gitpython); the shim's other system tags must match MLflow's exactly.
-VOLATILE_TAGS = {"mlflow.parentRunId", "mlflow.source.git.commit", "mlflow.source.git.branch",
-                 "mlflow.source.git.repoURL"}
+VOLATILE_TAGS = {
+    "mlflow.parentRunId",
+    "mlflow.source.git.commit",
+    "mlflow.source.git.branch",
+    "mlflow.source.git.repoURL",
+}
 
 
 def _run_workflow(module: str, uri: str, folder: Path) -> subprocess.Popen:
@@ -51,8 +54,16 @@ def snapshot(store: str) -> dict[str, dict]:
     found: dict[str, dict] = {}
     for run_id, name, status, experiment, parent in runs.iter_rows():
         names[run_id] = name
-        found[name] = {"status": status, "experiment": experiment, "parent": parent,
-                       "params": {}, "metrics": {}, "tags": {}, "datasets": [], "artifacts": set()}
+        found[name] = {
+            "status": status,
+            "experiment": experiment,
+            "parent": parent,
+            "params": {},
+            "metrics": {},
+            "tags": {},
+            "datasets": [],
+            "artifacts": set(),
+        }
     for run_id, key, value in query("SELECT run_id, key, value FROM params", store).iter_rows():
         found[names[run_id]]["params"][key] = value
     for run_id, key, step, value in query(
@@ -100,9 +111,13 @@ def test_tutorial_workflow_shim_equals_real_mlflow(tmp_path):
     assert shim["grid-3"]["parent"] == "grid-search"
     assert shim["parallel-C1.0"]["parent"] is None
     forest = shim["random-forest"]
-    assert {"plots/confusion_matrix.png", "plots/feature_importance.png",
-            "classification_report.txt", "classification_report.json", "model/"} <= forest[
-        "artifacts"]
+    assert {
+        "plots/confusion_matrix.png",
+        "plots/feature_importance.png",
+        "classification_report.txt",
+        "classification_report.json",
+        "model/",
+    } <= forest["artifacts"]
     assert [step for step, _ in forest["metrics"]["cv_score"]] == [0, 1, 2]
     results = {n: json.loads((tmp_path / n / "out.json").read_text()) for n in jobs}
     assert results["shim"] == results["real"]
