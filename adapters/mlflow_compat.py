@@ -496,6 +496,10 @@ def active_run() -> ActiveRun | None:
     return stack[-1] if stack else None
 
 
+def autolog(*args: Any, **kwargs: Any) -> None:
+    """Accepted for compatibility; the shim does not patch libraries (log explicitly)."""
+
+
 def last_active_run() -> Run | None:
     return None
 
