@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -397,3 +398,21 @@ def test_server_import_equals_direct_sql_import(mlflow_server, tmp_path):
     again = import_runs(url, str(tmp_path / "sql"), include_deleted=True)
     assert again.new_runs == 0 and again.updated_runs == 0
     assert query(sql, str(tmp_path / "sql")).height == via_sql.metric_points
+
+
+def test_cli_help_and_readme():
+    result = CliRunner().invoke(cli, ["import", "mlflow", "--help"])
+    assert result.exit_code == 0
+    for option in (
+        "--tracking-uri",
+        "--experiment",
+        "--since",
+        "--artifacts",
+        "--include-deleted",
+        "--dry-run",
+        "--project",
+    ):
+        assert option in result.output
+        readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+        assert option in readme.split("## Coming from MLflow")[1]
+    assert "ledger import mlflow --tracking-uri sqlite:///mlflow.db" in result.output
