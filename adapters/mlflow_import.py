@@ -199,6 +199,8 @@ def _date_ms(value: str | dt.date | dt.datetime | None) -> int | None:
 
 def param_type(text: str) -> str:
     """The type name a param's text would have had when logged from Python."""
+    if text.isdigit() and text.isascii():
+        return "int"
     if text in ("True", "False"):
         return "bool"
     if text == "None":
@@ -252,6 +254,9 @@ class Reader:
     def metrics(self, runs: list[RunRecord]) -> pa.Table:
         """All metric points of ``runs``: run_id, key, value, step, timestamp (ms)."""
         raise NotImplementedError
+
+    def plan(self, groups: list[list[str]]) -> None:
+        """The run-id groups :meth:`metrics` will be asked for, in order (a hint)."""
 
     def logged_models(self, experiment_ids: list[str]) -> list[LoggedModel]:
         return []
@@ -320,6 +325,9 @@ class SqlReader(Reader):
         self.source = uri
         self._selection: tuple[str, list[Any]] | None = None
         self._prefetch: pa.Table | None = None
+        self._groups: list[list[str]] = []
+        self._parts: dict[str, pa.Table] = {}
+        self._whole_table = False
         self._adbc: Any = None
         if uri.startswith("sqlite:"):
             path = uri[len("sqlite:") :].lstrip("/") if uri.startswith("sqlite:////") else None
@@ -393,6 +401,8 @@ class SqlReader(Reader):
         columns += ", deleted_time" if has_deleted_time else ", NULL"
         rows = self._query(f"SELECT {columns} FROM runs WHERE {where} ORDER BY run_uuid", params)
         self._selection = (where, list(params))
+        total = self._query("SELECT count(*) FROM runs")[0][0]
+        self._whole_table = total == len(rows)
         records = {
             r[0]: RunRecord(
                 run_id=r[0],
@@ -462,6 +472,8 @@ class SqlReader(Reader):
     # Up to this many metric rows are read in one sequential scan (then split per chunk in
     # Arrow); bigger tables are read chunk by chunk through the run_uuid index.
     PREFETCH_ROWS = 30_000_000
+    # Scans of at least this many rows are split over threads by rowid range.
+    PARALLEL_ROWS = 1_000_000
 
     def metrics(self, runs: list[RunRecord]) -> pa.Table:
         import pyarrow.compute as pc
@@ -471,13 +483,47 @@ class SqlReader(Reader):
         ids = [r.run_id for r in runs]
         if self._selection is not None and self._prefetch is None and self._small_metrics():
             where, params = self._selection
-            self._prefetch = self._metric_rows(
-                f"run_uuid IN (SELECT run_uuid FROM runs WHERE {where})", params
-            )
+            if self._whole_table:  # every run is selected: a plain sequential scan
+                self._prefetch = self._metric_rows("true", [])
+            else:
+                self._prefetch = self._metric_rows(
+                    f"run_uuid IN (SELECT run_uuid FROM runs WHERE {where})", params
+                )
+            self._split()
+        part = self._parts.pop(ids[0], None) if ids else None
+        if part is not None:
+            return part
         if self._prefetch is not None:
             table = self._prefetch
             return table.filter(pc.is_in(table.column("run_id"), value_set=_string_array(ids)))
         return self._metric_rows(f"run_uuid IN ({self._in(ids)})", ids)
+
+    def plan(self, groups: list[list[str]]) -> None:
+        self._groups = groups
+
+    def _split(self) -> None:
+        """Cut the prefetched points into the planned groups with one sort (not one filter
+        over the whole table per group)."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = self._prefetch
+        if table is None or not self._groups or table.num_rows == 0:
+            return
+        lookup = {run_id: index for index, group in enumerate(self._groups) for run_id in group}
+        encoded = pc.dictionary_encode(table.column("run_id")).combine_chunks()
+        per_value = np.array(
+            [lookup.get(v, -1) for v in encoded.dictionary.to_pylist()], dtype=np.int64
+        )
+        row_groups = per_value[encoded.indices.to_numpy(zero_copy_only=False)]
+        order = np.argsort(row_groups, kind="stable")
+        bounds = np.searchsorted(row_groups[order], np.arange(len(self._groups) + 1))
+        ordered = table.take(pa.array(order))
+        for index, group in enumerate(self._groups):
+            if group:
+                start, stop = int(bounds[index]), int(bounds[index + 1])
+                self._parts[group[0]] = ordered.slice(start, stop - start)
 
     def _small_metrics(self) -> bool:
         rows = self._query("SELECT max(rowid) FROM metrics") if self._engine is None else [(0,)]
@@ -491,7 +537,7 @@ class SqlReader(Reader):
             'SELECT run_uuid AS run_id, "key", value, step, timestamp, is_nan FROM metrics '
             f"WHERE {where}"
         )
-        table = self._arrow(sql, params)
+        table = self._arrow_scan(sql, params)
         if table is None:
             rows = self._query(sql, params)
             if not rows:
@@ -525,6 +571,35 @@ class SqlReader(Reader):
                 "timestamp": table.column("timestamp").cast(pa.int64()),
             }
         )
+
+    def _arrow_scan(self, sql: str, params: list[Any]) -> pa.Table | None:
+        """``_arrow`` over rowid ranges in parallel threads (the driver releases the GIL)."""
+        import pyarrow as pa
+
+        top = self._query("SELECT max(rowid) FROM metrics")[0][0] if self._engine is None else 0
+        workers = min(4, os.cpu_count() or 1)
+        if (
+            not top
+            or top < self.PARALLEL_ROWS
+            or workers < 2
+            or self._arrow("SELECT 1", []) is None
+        ):
+            return self._arrow(sql, params)
+        from concurrent.futures import ThreadPoolExecutor
+
+        edges = [top * i // workers for i in range(workers + 1)]
+        ranges = [(edges[i], edges[i + 1]) for i in range(workers)]
+
+        def part(bounds: tuple[int, int]) -> pa.Table:
+            import adbc_driver_sqlite.dbapi as adbc
+
+            with adbc.connect(f"file:{self._path}?mode=ro") as con, con.cursor() as cursor:
+                cursor.execute(f"{sql} AND rowid > ? AND rowid <= ?", [*params, *bounds])
+                return cursor.fetch_arrow_table()
+
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(part, ranges))
+        return pa.concat_tables(parts)
 
     def _arrow(self, sql: str, params: list[Any]) -> pa.Table | None:
         """Run ``sql`` straight into Arrow through ADBC's sqlite driver, when installed."""
@@ -1354,6 +1429,7 @@ def import_runs(
                 if model.source_run_id:
                     models[model.source_run_id].append(model)
         chunks = _chunks(kept, by_id)
+        reader.plan([[r.run_id for r in chunk.runs] for chunk in chunks])
         summary.experiments = len({r.experiment_id for r in kept})
         done = 0
         total = len(kept)

@@ -161,12 +161,17 @@ FIELDS = (
 )
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "sqlite-stdlib", "file"])
+@pytest.mark.parametrize("kind", ["sqlite", "sqlite-stdlib", "sqlite-parallel", "file"])
 def test_import_matches_what_mlflow_reads(mlflow_stores, store_path, kind, monkeypatch):
     if kind == "sqlite-stdlib":  # without the optional ADBC driver: the sqlite3 path
         from ledger.adapters.mlflow_import import SqlReader
 
         monkeypatch.setattr(SqlReader, "_arrow", lambda self, sql, params: None)
+        kind = "sqlite"
+    elif kind == "sqlite-parallel":  # rowid-range scans in threads, as for big stores
+        from ledger.adapters.mlflow_import import SqlReader
+
+        monkeypatch.setattr(SqlReader, "PARALLEL_ROWS", 1)
         kind = "sqlite"
     uri = mlflow_stores[kind]
     summary = import_runs(uri, store_path, include_deleted=True)
