@@ -268,6 +268,13 @@ def test_log_input_records_the_dataset(store_path):
     assert row == ("train", "training", "data/train.csv", 3, 2)
     inputs = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
     assert inputs[0].dataset.digest == dataset.digest
+    for text in (
+        "datasets.name = 'train'",
+        f"datasets.digest = '{dataset.digest}'",
+        "datasets.context IN ('training', 'eval')",
+    ):
+        assert mlflow.search_runs(filter_string=text)["run_id"].tolist() == [run.info.run_id]
+    assert mlflow.search_runs(filter_string="datasets.name = 'other'").empty
 
 
 def test_digest_matches_mlflow():
