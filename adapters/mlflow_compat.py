@@ -541,6 +541,9 @@ def log_metric(
     **_: Any,
 ) -> None:
     """Log a metric; ``step`` defaults to 0 and ``timestamp`` is Unix ms, as in MLflow."""
+    if run_id is not None and run_id not in ledger_run._open:
+        get_client().log_metric(run_id, key, value, timestamp, step)
+        return
     _target(run_id).log_metric(key, value, step or 0, timestamp=_seconds(timestamp))
 
 
@@ -552,6 +555,10 @@ def log_metrics(
     timestamp: int | None = None,
     **_: Any,
 ) -> None:
+    if run_id is not None and run_id not in ledger_run._open:
+        with _borrow(run_id, _store()) as run:
+            run.log_metrics(dict(metrics), step or 0, timestamp=_seconds(timestamp))
+        return
     _target(run_id).log_metrics(dict(metrics), step or 0, timestamp=_seconds(timestamp))
 
 

@@ -216,6 +216,10 @@ def test_deleted_runs_and_client_logging(store_path):
     )
     assert run.data.tags["k"] == "v"
     client.log_param(run_id, "late", 1)  # logging to an ended run by id, like MLflow
+    mlflow.log_metric("by_id", 1.5, step=2, run_id=run_id)
+    mlflow.log_metrics({"by_id_2": 2.5}, run_id=run_id)
+    assert client.get_run(run_id).data.metrics["by_id"] == 1.5
+    assert client.get_run(run_id).info.status == "FAILED"
     client.delete_run(run_id)
     assert client.search_runs([experiment_id]) == []
     deleted = client.search_runs([experiment_id], run_view_type=mlflow.ViewType.DELETED_ONLY)
