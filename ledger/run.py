@@ -536,6 +536,7 @@ class Run:
             raise RunStateError(f"Run {self.id} has ended; start or resume a run to log to it")
 
     def _event(self, event_kind: str, /, **row: Any) -> None:
+        # Positional-only: artifact rows carry a column named `kind` themselves.
         row["run_id"] = self.id
         self._writer.add_event(event_kind, self.project, row)
 

@@ -524,5 +524,15 @@ def _register_final_flush(_: object) -> None:
     util.Finalize(None, flush_all, exitpriority=100)
 
 
+def _before_fork() -> None:
+    # A fork while a flusher thread is still importing the Parquet stack (it does so in
+    # the background at start) would leave the child a held import lock and a deadlock at
+    # its first flush. Importing here waits for that import to finish before forking.
+    if any(writer._thread is not None for writer in _writers.values()):
+        import numpy  # noqa: F401
+        import pyarrow.compute
+        import pyarrow.parquet  # noqa: F401
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

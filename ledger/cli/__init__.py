@@ -68,6 +68,7 @@ from ledger.cli import (  # noqa: E402,F401
     core,
     costs,
     lifecycle,
+    mlflow,
     monitor,
     remote,
     reproduce,

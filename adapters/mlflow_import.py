@@ -1,0 +1,1594 @@
+"""Import MLflow tracking data (SQL stores, ``mlruns/`` file stores, tracking servers).
+
+Three readers produce the same normalised records:
+
+- :class:`SqlReader` reads MLflow's SQL schema directly (``sqlite:///mlflow.db`` through
+  the standard library, any other SQLAlchemy URI through SQLAlchemy);
+- :class:`FileReader` reads a legacy file store (``mlruns/``, ``file:./mlruns``);
+- :class:`ClientReader` goes through MLflow's own ``MlflowClient`` (tracking servers
+  ``http(s)://...``, and any URI MLflow itself understands).
+
+The writer side turns records into ledger events with the runs' original timestamps and
+writes them as Parquet through :meth:`Store.write_parquet` into the normal layout. Every
+identity is derived from MLflow ids (``stable_id``) and every file name from a
+deterministic chunk key, so importing again replaces files instead of duplicating
+events (see docs/design.md, "MLflow import and compatibility").
+
+MLflow's SQL store keeps ±inf as ±1.7976931348623157e308 and NaN as 0 with an ``is_nan``
+flag; every reader maps those back, so one store gives identical events whichever way it
+is read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import re
+import sqlite3
+import tempfile
+import time
+import urllib.parse
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ledger import events
+from ledger.errors import ConfigError, LedgerError, StoreError
+from ledger.ids import stable_id
+from ledger.store import Store, check_project_name, open_store
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+
+DEFAULT_PROJECT = "mlflow"
+WRITER_ID = "mlflow-import"
+ARTIFACT_MODES = ("copy", "reference", "skip")
+DBL_MAX = 1.7976931348623157e308
+# File-store meta.yaml stores enums as numbers (mlflow.entities.RunStatus / SourceType).
+_RUN_STATUS = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
+_TERMINAL = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed"}
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+class MlflowImportError(LedgerError):
+    """The MLflow source cannot be opened or read as a whole."""
+
+
+class BrokenRunError(Exception):
+    """One run cannot be read (missing files, corrupt meta.yaml, bad metric line)."""
+
+
+# -- normalised records ---------------------------------------------------------------------
+
+
+@dataclass
+class Experiment:
+    experiment_id: str
+    name: str
+    artifact_location: str | None = None
+    lifecycle_stage: str = "active"
+    creation_time: int | None = None  # ms
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    experiment_id: str
+    name: str | None
+    status: str  # MLflow's: RUNNING, SCHEDULED, FINISHED, FAILED, KILLED
+    start_time: int | None  # ms
+    end_time: int | None
+    lifecycle_stage: str
+    user_id: str | None
+    artifact_uri: str | None
+    deleted_time: int | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class LoggedModel:
+    model_id: str
+    name: str
+    experiment_id: str
+    source_run_id: str | None
+    artifact_location: str | None
+    creation_time: int | None
+
+
+@dataclass
+class ArtifactFile:
+    path: str  # relative path within the run (or the model, prefixed with its name)
+    size: int | None
+    uri: str  # where MLflow keeps it
+    local: str | None  # a local file, when it can be read without a download
+    kind: str = "file"
+
+
+@dataclass
+class ImportSummary:
+    """What an import did (or, with ``dry_run``, would do)."""
+
+    source: str
+    dry_run: bool = False
+    experiments: int = 0
+    runs: int = 0
+    new_runs: int = 0
+    updated_runs: int = 0
+    unchanged_runs: int = 0
+    params: int = 0
+    tags: int = 0
+    metric_points: int = 0
+    datasets: int = 0
+    artifacts: int = 0
+    models: int = 0
+    skipped: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_frame(self) -> pl.DataFrame:
+        import polars as pl
+
+        rows = [
+            ("experiments", self.experiments),
+            ("runs", self.runs),
+            ("  new", self.new_runs),
+            ("  updated", self.updated_runs),
+            ("  unchanged", self.unchanged_runs),
+            ("params", self.params),
+            ("tags", self.tags),
+            ("metric points", self.metric_points),
+            ("datasets", self.datasets),
+            ("artifacts", self.artifacts),
+            ("logged models", self.models),
+            ("skipped (deleted)", self.skipped),
+            ("errors", len(self.errors)),
+        ]
+        return pl.DataFrame(
+            {"item": [r[0] for r in rows], "count": [r[1] for r in rows]},
+            schema={"item": pl.Utf8, "count": pl.Int64},
+        )
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _metric_value(value: float, is_nan: Any = False) -> float:
+    if is_nan:
+        return math.nan
+    if value >= DBL_MAX:
+        return math.inf
+    if value <= -DBL_MAX:
+        return -math.inf
+    return float(value)
+
+
+def _local_path(uri: str | None) -> str | None:
+    """A local file-system path for ``uri`` (plain path or file: URI), else None."""
+    if not uri:
+        return None
+    if uri.startswith("file:"):
+        parsed = urllib.parse.urlparse(uri)
+        return urllib.parse.unquote(parsed.path)
+    if "://" in uri or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", uri):
+        return None
+    return os.path.abspath(uri)
+
+
+def _date_ms(value: str | dt.date | dt.datetime | None) -> int | None:
+    """``--since``: the UTC midnight starting that day, in ms (whole days; see README)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        day = value.astimezone(dt.timezone.utc).date() if value.tzinfo else value.date()
+    elif isinstance(value, dt.date):
+        day = value
+    else:
+        try:
+            day = dt.date.fromisoformat(str(value)[:10])
+        except ValueError as exc:
+            raise ConfigError(f"--since needs a date like 2024-01-31, got {value!r}") from exc
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+    return int(start.timestamp() * 1000)
+
+
+def param_type(text: str) -> str:
+    """The type name a param's text would have had when logged from Python."""
+    if text.isdigit() and text.isascii():
+        return "int"
+    if text in ("True", "False"):
+        return "bool"
+    if text == "None":
+        return "null"
+    if re.fullmatch(r"[+-]?\d+", text):
+        return "int"
+    try:
+        float(text)
+    except ValueError:
+        return "str"
+    return "float"
+
+
+def _dataset_input(
+    name: str,
+    digest: str | None,
+    source_type: str | None,
+    source: str | None,
+    schema: str | None,
+    profile: str | None,
+    tags: dict[str, str],
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "digest": digest,
+        "source_type": source_type,
+        "source": source,
+        "schema": schema,
+        "profile": profile,
+        "tags": dict(sorted(tags.items())),
+    }
+
+
+# -- readers ------------------------------------------------------------------------------
+
+
+class Reader:
+    """The interface every source implements."""
+
+    source: str
+
+    def experiments(self) -> list[Experiment]:
+        raise NotImplementedError
+
+    def runs(
+        self, experiment_ids: list[str], since_ms: int | None
+    ) -> tuple[list[RunRecord], list[tuple[str, str]]]:
+        """Every run of the experiments (deleted ones too), and the (run, error) skipped."""
+        raise NotImplementedError
+
+    def metrics(self, runs: list[RunRecord]) -> pa.Table:
+        """All metric points of ``runs``: run_id, key, value, step, timestamp (ms)."""
+        raise NotImplementedError
+
+    def plan(self, groups: list[list[str]]) -> None:
+        """The run-id groups :meth:`metrics` will be asked for, in order (a hint)."""
+
+    def logged_models(self, experiment_ids: list[str]) -> list[LoggedModel]:
+        return []
+
+    def artifacts(self, run: RunRecord) -> list[ArtifactFile]:
+        return _walk_local(_local_path(run.artifact_uri), run.artifact_uri or "", "")
+
+    def model_artifacts(self, model: LoggedModel) -> list[ArtifactFile]:
+        files = _walk_local(_local_path(model.artifact_location), model.artifact_location or "", "")
+        return [
+            ArtifactFile(f"{model.name}/{f.path}", f.size, f.uri, f.local, "model") for f in files
+        ]
+
+    def fetch(self, artifact: ArtifactFile, folder: str) -> str:
+        """A local copy of ``artifact`` (downloaded into ``folder`` when remote)."""
+        if artifact.local is not None:
+            return artifact.local
+        from mlflow.artifacts import download_artifacts
+
+        return str(download_artifacts(artifact_uri=artifact.uri, dst_path=folder))
+
+    def close(self) -> None:
+        pass
+
+
+def _walk_local(root: str | None, uri: str, prefix: str) -> list[ArtifactFile]:
+    if root is None or not os.path.isdir(root):
+        return []
+    found = []
+    for folder, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names):
+            full = os.path.join(folder, name)
+            relative = os.path.relpath(full, root).replace(os.sep, "/")
+            found.append(
+                ArtifactFile(
+                    f"{prefix}{relative}",
+                    os.path.getsize(full),
+                    f"{uri.rstrip('/')}/{relative}",
+                    full,
+                )
+            )
+    return found
+
+
+def _string_array(values: list[str]) -> pa.Array:
+    import pyarrow as pa
+
+    return pa.array(values, pa.string())
+
+
+def _metrics_table(columns: tuple[list[Any], ...] | None) -> pa.Table:
+    import pyarrow as pa
+
+    names = ["run_id", "key", "value", "step", "timestamp"]
+    types = [pa.string(), pa.string(), pa.float64(), pa.int64(), pa.int64()]
+    if not columns:
+        return pa.table({n: pa.array([], t) for n, t in zip(names, types, strict=True)})
+    return pa.table({n: pa.array(c, t) for n, t, c in zip(names, types, columns, strict=True)})
+
+
+class SqlReader(Reader):
+    """MLflow's SQL schema, read with plain SELECTs (sqlite3, or SQLAlchemy otherwise)."""
+
+    def __init__(self, uri: str) -> None:
+        self.source = uri
+        self._selection: tuple[str, list[Any]] | None = None
+        self._prefetch: pa.Table | None = None
+        self._groups: list[list[str]] = []
+        self._parts: dict[str, pa.Table] = {}
+        self._whole_table = False
+        self._adbc: Any = None
+        if uri.startswith("sqlite:"):
+            path = uri[len("sqlite:") :].lstrip("/") if uri.startswith("sqlite:////") else None
+            path = "/" + path if path is not None else uri[len("sqlite:///") :]
+            path = path.split("?")[0]
+            if path in ("", ":memory:") or not os.path.exists(path):
+                raise MlflowImportError(f"No MLflow sqlite database at {path!r} (from {uri})")
+            self._con: Any = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            self._path = path
+            self._param = "?"
+            self._engine = None
+        else:
+            try:
+                import sqlalchemy
+            except ImportError as exc:  # pragma: no cover - mlflow brings it
+                raise MlflowImportError(
+                    f"Reading {uri} needs SQLAlchemy (pip install sqlalchemy)"
+                ) from exc
+            try:
+                self._engine = sqlalchemy.create_engine(uri)
+                self._con = self._engine.raw_connection()
+            except Exception as exc:
+                raise MlflowImportError(f"Cannot connect to {uri}: {exc}") from exc
+            self._param = "%s" if self._engine.dialect.paramstyle in ("format", "pyformat") else "?"
+        try:
+            self._tables = self._table_names()
+        except Exception as exc:
+            raise MlflowImportError(f"{uri} is not an MLflow database: {exc}") from exc
+        if "runs" not in self._tables or "experiments" not in self._tables:
+            raise MlflowImportError(f"{uri} is not an MLflow database (no runs table)")
+
+    def _table_names(self) -> set[str]:
+        if self._engine is None:
+            rows = self._query("SELECT name FROM sqlite_master WHERE type = 'table'")
+            return {r[0] for r in rows}
+        import sqlalchemy
+
+        return set(sqlalchemy.inspect(self._engine).get_table_names())
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = self._con.cursor()
+        try:
+            cursor.execute(sql.replace("?", self._param), tuple(params))
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def _in(self, values: list[str]) -> str:
+        return ", ".join("?" for _ in values)
+
+    def experiments(self) -> list[Experiment]:
+        rows = self._query(
+            "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time "
+            "FROM experiments ORDER BY experiment_id"
+        )
+        return [Experiment(str(r[0]), r[1], r[2], r[3] or "active", r[4]) for r in rows]
+
+    def runs(
+        self, experiment_ids: list[str], since_ms: int | None
+    ) -> tuple[list[RunRecord], list[tuple[str, str]]]:
+        if not experiment_ids:
+            return [], []
+        where = f"experiment_id IN ({self._in(experiment_ids)})"
+        params: list[Any] = [int(e) for e in experiment_ids]
+        if since_ms is not None:
+            where += " AND start_time >= ?"
+            params.append(since_ms)
+        columns = "run_uuid, experiment_id, name, status, start_time, end_time, "
+        columns += "lifecycle_stage, user_id, artifact_uri"
+        has_deleted_time = "deleted_time" in self._column_names("runs")
+        columns += ", deleted_time" if has_deleted_time else ", NULL"
+        rows = self._query(f"SELECT {columns} FROM runs WHERE {where} ORDER BY run_uuid", params)
+        self._selection = (where, list(params))
+        total = self._query("SELECT count(*) FROM runs")[0][0]
+        self._whole_table = total == len(rows)
+        records = {
+            r[0]: RunRecord(
+                run_id=r[0],
+                experiment_id=str(r[1]),
+                name=r[2],
+                status=r[3] or "RUNNING",
+                start_time=r[4],
+                end_time=r[5],
+                lifecycle_stage=r[6] or "active",
+                user_id=r[7],
+                artifact_uri=r[8],
+                deleted_time=r[9],
+            )
+            for r in rows
+        }
+        sub = f"SELECT run_uuid FROM runs WHERE {where}"
+        for key, value, run_id in self._query(
+            f'SELECT "key", value, run_uuid FROM params WHERE run_uuid IN ({sub})', params
+        ):
+            if run_id in records:
+                records[run_id].params[key] = value
+        for key, value, run_id in self._query(
+            f'SELECT "key", value, run_uuid FROM tags WHERE run_uuid IN ({sub})', params
+        ):
+            if run_id in records:
+                records[run_id].tags[key] = value
+        for record in records.values():
+            # The SQL store keeps the run name in runs.name; MLflow's client shows it as
+            # the mlflow.runName tag too.
+            if record.name and "mlflow.runName" not in record.tags:
+                record.tags["mlflow.runName"] = record.name
+        if {"inputs", "datasets"} <= self._tables:
+            self._read_inputs(records, sub, params)
+        return [records[k] for k in sorted(records)], []
+
+    def _column_names(self, table: str) -> set[str]:
+        if self._engine is None:
+            return {r[1] for r in self._query(f"PRAGMA table_info({table})")}
+        import sqlalchemy
+
+        return {c["name"] for c in sqlalchemy.inspect(self._engine).get_columns(table)}
+
+    def _read_inputs(self, records: dict[str, RunRecord], sub: str, params: list[Any]) -> None:
+        rows = self._query(
+            "SELECT i.destination_id, i.input_uuid, d.name, d.digest, d.dataset_source_type, "
+            "d.dataset_source, d.dataset_schema, d.dataset_profile "
+            "FROM inputs i JOIN datasets d ON d.dataset_uuid = i.source_id "
+            f"WHERE i.source_type = 'DATASET' AND i.destination_type = 'RUN' "
+            f"AND i.destination_id IN ({sub}) ORDER BY i.destination_id, d.name, d.digest",
+            params,
+        )
+        tags: dict[str, dict[str, str]] = defaultdict(dict)
+        if rows and "input_tags" in self._tables:
+            for input_id, name, value in self._query(
+                "SELECT input_uuid, name, value FROM input_tags WHERE input_uuid IN "
+                "(SELECT input_uuid FROM inputs WHERE source_type = 'DATASET' AND "
+                f"destination_type = 'RUN' AND destination_id IN ({sub}))",
+                params,
+            ):
+                tags[input_id][name] = value
+        for run_id, input_id, *dataset in rows:
+            if run_id in records:
+                records[run_id].inputs.append(
+                    _dataset_input(*dataset, tags[input_id])  # type: ignore[call-arg]
+                )
+
+    # Up to this many metric rows are read in one sequential scan (then split per chunk in
+    # Arrow); bigger tables are read chunk by chunk through the run_uuid index.
+    PREFETCH_ROWS = 30_000_000
+    # Scans of at least this many rows are split over threads by rowid range.
+    PARALLEL_ROWS = 1_000_000
+
+    def metrics(self, runs: list[RunRecord]) -> pa.Table:
+        import pyarrow.compute as pc
+
+        if not runs:
+            return _metrics_table(None)
+        ids = [r.run_id for r in runs]
+        if self._selection is not None and self._prefetch is None and self._small_metrics():
+            where, params = self._selection
+            if self._whole_table:  # every run is selected: a plain sequential scan
+                self._prefetch = self._metric_rows("true", [])
+            else:
+                self._prefetch = self._metric_rows(
+                    f"run_uuid IN (SELECT run_uuid FROM runs WHERE {where})", params
+                )
+            self._split()
+        part = self._parts.pop(ids[0], None) if ids else None
+        if part is not None:
+            return part
+        if self._prefetch is not None:
+            table = self._prefetch
+            return table.filter(pc.is_in(table.column("run_id"), value_set=_string_array(ids)))
+        return self._metric_rows(f"run_uuid IN ({self._in(ids)})", ids)
+
+    def plan(self, groups: list[list[str]]) -> None:
+        self._groups = groups
+
+    def _split(self) -> None:
+        """Cut the prefetched points into the planned groups with one sort (not one filter
+        over the whole table per group)."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = self._prefetch
+        if table is None or not self._groups or table.num_rows == 0:
+            return
+        lookup = {run_id: index for index, group in enumerate(self._groups) for run_id in group}
+        encoded = pc.dictionary_encode(table.column("run_id")).combine_chunks()
+        per_value = np.array(
+            [lookup.get(v, -1) for v in encoded.dictionary.to_pylist()], dtype=np.int64
+        )
+        row_groups = per_value[encoded.indices.to_numpy(zero_copy_only=False)]
+        order = np.argsort(row_groups, kind="stable")
+        bounds = np.searchsorted(row_groups[order], np.arange(len(self._groups) + 1))
+        ordered = table.take(pa.array(order))
+        for index, group in enumerate(self._groups):
+            if group:
+                start, stop = int(bounds[index]), int(bounds[index + 1])
+                self._parts[group[0]] = ordered.slice(start, stop - start)
+
+    def _small_metrics(self) -> bool:
+        rows = self._query("SELECT max(rowid) FROM metrics") if self._engine is None else [(0,)]
+        return self._engine is None and (rows[0][0] or 0) <= self.PREFETCH_ROWS
+
+    def _metric_rows(self, where: str, params: list[Any]) -> pa.Table:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        sql = (
+            'SELECT run_uuid AS run_id, "key", value, step, timestamp, is_nan FROM metrics '
+            f"WHERE {where}"
+        )
+        table = self._arrow_scan(sql, params)
+        if table is None:
+            rows = self._query(sql, params)
+            if not rows:
+                return _metrics_table(None)
+            run_ids, keys, values, steps, stamps, nans = zip(*rows, strict=True)
+            table = pa.table(
+                {
+                    "run_id": pa.array(run_ids, pa.string()),
+                    "key": pa.array(keys, pa.string()),
+                    "value": pa.array(values, pa.float64()),
+                    "step": pa.array(steps, pa.int64()),
+                    "timestamp": pa.array(stamps, pa.int64()),
+                    "is_nan": pa.array(nans, pa.int64()),
+                }
+            )
+        if table.num_rows == 0:
+            return _metrics_table(None)
+        # MLflow's SQL store keeps NaN as 0 + is_nan and ±inf as ±DBL_MAX: map them back.
+        value = table.column("value").cast(pa.float64())
+        value = pc.if_else(pc.greater_equal(value, DBL_MAX), math.inf, value)
+        value = pc.if_else(pc.less_equal(value, -DBL_MAX), -math.inf, value)
+        value = pc.if_else(
+            pc.not_equal(table.column("is_nan").cast(pa.int64()), 0), math.nan, value
+        )
+        return pa.table(
+            {
+                "run_id": table.column("run_id").cast(pa.string()),
+                "key": table.column("key").cast(pa.string()),
+                "value": value,
+                "step": table.column("step").cast(pa.int64()),
+                "timestamp": table.column("timestamp").cast(pa.int64()),
+            }
+        )
+
+    def _arrow_scan(self, sql: str, params: list[Any]) -> pa.Table | None:
+        """``_arrow`` over rowid ranges in parallel threads (the driver releases the GIL)."""
+        import pyarrow as pa
+
+        top = self._query("SELECT max(rowid) FROM metrics")[0][0] if self._engine is None else 0
+        workers = min(4, os.cpu_count() or 1)
+        if (
+            not top
+            or top < self.PARALLEL_ROWS
+            or workers < 2
+            or self._arrow("SELECT 1", []) is None
+        ):
+            return self._arrow(sql, params)
+        from concurrent.futures import ThreadPoolExecutor
+
+        edges = [top * i // workers for i in range(workers + 1)]
+        ranges = [(edges[i], edges[i + 1]) for i in range(workers)]
+
+        def part(bounds: tuple[int, int]) -> pa.Table:
+            import adbc_driver_sqlite.dbapi as adbc
+
+            with adbc.connect(f"file:{self._path}?mode=ro") as con, con.cursor() as cursor:
+                cursor.execute(f"{sql} AND rowid > ? AND rowid <= ?", [*params, *bounds])
+                return cursor.fetch_arrow_table()
+
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(part, ranges))
+        return pa.concat_tables(parts)
+
+    def _arrow(self, sql: str, params: list[Any]) -> pa.Table | None:
+        """Run ``sql`` straight into Arrow through ADBC's sqlite driver, when installed."""
+        if self._engine is not None or self._adbc is False:
+            return None
+        if self._adbc is None:
+            try:
+                import adbc_driver_sqlite.dbapi as adbc
+
+                self._adbc = adbc.connect(f"file:{self._path}?mode=ro")
+            except Exception:  # not installed, or cannot open: stay on sqlite3
+                self._adbc = False
+                return None
+        cursor = self._adbc.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetch_arrow_table()
+        finally:
+            cursor.close()
+
+    def logged_models(self, experiment_ids: list[str]) -> list[LoggedModel]:
+        if "logged_models" not in self._tables or not experiment_ids:
+            return []
+        rows = self._query(
+            "SELECT model_id, name, experiment_id, source_run_id, artifact_location, "
+            f"creation_timestamp_ms FROM logged_models WHERE experiment_id IN "
+            f"({self._in(experiment_ids)}) AND (lifecycle_stage IS NULL OR "
+            "lifecycle_stage = 'active') ORDER BY model_id",
+            [int(e) for e in experiment_ids],
+        )
+        return [LoggedModel(r[0], r[1], str(r[2]), r[3], r[4], r[5]) for r in rows]
+
+    def close(self) -> None:
+        self._con.close()
+        if self._adbc:
+            self._adbc.close()
+        self._prefetch = None
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+class FileReader(Reader):
+    """A legacy file store: ``<root>/<experiment_id>/<run_id>/{meta.yaml,params,tags,...}``."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.source = root
+        if not os.path.isdir(self.root):
+            raise MlflowImportError(f"No MLflow file store at {self.root}")
+        import yaml
+
+        self._yaml = yaml
+        self._loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    def _load(self, path: str) -> dict[str, Any]:
+        with open(path, encoding="utf-8") as handle:
+            data = self._yaml.load(handle, Loader=self._loader)
+        if not isinstance(data, dict):
+            raise BrokenRunError(f"{path} is not a YAML mapping")
+        return data
+
+    def _experiment_dirs(self) -> Iterator[tuple[str, str]]:
+        for base in (self.root, os.path.join(self.root, ".trash")):
+            if not os.path.isdir(base):
+                continue
+            for name in sorted(os.listdir(base)):
+                path = os.path.join(base, name)
+                if name.startswith(".") or name == "models" or not os.path.isdir(path):
+                    continue
+                if os.path.exists(os.path.join(path, "meta.yaml")):
+                    yield name, path
+
+    def experiments(self) -> list[Experiment]:
+        found = []
+        self._dirs: dict[str, str] = {}
+        for name, path in self._experiment_dirs():
+            try:
+                meta = self._load(os.path.join(path, "meta.yaml"))
+            except Exception:  # an unreadable experiment: its runs cannot be placed either
+                continue
+            experiment_id = str(meta.get("experiment_id", name))
+            self._dirs[experiment_id] = path
+            found.append(
+                Experiment(
+                    experiment_id,
+                    str(meta.get("name", experiment_id)),
+                    meta.get("artifact_location"),
+                    meta.get("lifecycle_stage") or "active",
+                    meta.get("creation_time"),
+                )
+            )
+        return sorted(found, key=lambda e: (len(e.experiment_id), e.experiment_id))
+
+    def runs(
+        self, experiment_ids: list[str], since_ms: int | None
+    ) -> tuple[list[RunRecord], list[tuple[str, str]]]:
+        records: list[RunRecord] = []
+        errors: list[tuple[str, str]] = []
+        if not hasattr(self, "_dirs"):
+            self.experiments()
+        datasets: dict[str, dict[str, dict[str, Any]]] = {}
+        for experiment_id in experiment_ids:
+            exp_dir = self._dirs.get(experiment_id)
+            if exp_dir is None:
+                continue
+            for name in sorted(os.listdir(exp_dir)):
+                run_dir = os.path.join(exp_dir, name)
+                if name in ("models", "datasets", "traces") or not os.path.isdir(run_dir):
+                    continue
+                try:
+                    record = self._run(run_dir, experiment_id)
+                except Exception as exc:
+                    errors.append((name, f"{type(exc).__name__}: {exc}"))
+                    continue
+                if since_ms is not None and (record.start_time or 0) < since_ms:
+                    continue
+                if os.path.isdir(os.path.join(run_dir, "inputs")):
+                    if experiment_id not in datasets:
+                        datasets[experiment_id] = self._datasets(exp_dir)
+                    try:
+                        record.inputs = self._inputs(run_dir, datasets[experiment_id])
+                    except Exception as exc:
+                        errors.append((name, f"inputs: {type(exc).__name__}: {exc}"))
+                        continue
+                records.append(record)
+        return sorted(records, key=lambda r: r.run_id), errors
+
+    def _run(self, run_dir: str, experiment_id: str) -> RunRecord:
+        meta_path = os.path.join(run_dir, "meta.yaml")
+        if not os.path.exists(meta_path):
+            raise BrokenRunError("meta.yaml is missing")
+        meta = self._load(meta_path)
+        run_id = meta.get("run_id") or meta.get("run_uuid")
+        if not run_id:
+            raise BrokenRunError("meta.yaml has no run_id")
+        status = meta.get("status", 1)
+        status = _RUN_STATUS.get(status, str(status)) if isinstance(status, int) else str(status)
+        record = RunRecord(
+            run_id=str(run_id),
+            experiment_id=str(meta.get("experiment_id", experiment_id)),
+            name=meta.get("run_name") or None,
+            status=status,
+            start_time=meta.get("start_time"),
+            end_time=meta.get("end_time"),
+            lifecycle_stage=meta.get("lifecycle_stage") or "active",
+            user_id=meta.get("user_id") or None,
+            artifact_uri=meta.get("artifact_uri"),
+            deleted_time=meta.get("deleted_time"),
+        )
+        record.params = self._key_files(os.path.join(run_dir, "params"))
+        record.tags = self._key_files(os.path.join(run_dir, "tags"))
+        if record.name is None:
+            record.name = record.tags.get("mlflow.runName")
+        elif "mlflow.runName" not in record.tags:
+            record.tags["mlflow.runName"] = record.name
+        record._dir = run_dir  # type: ignore[attr-defined]
+        return record
+
+    @staticmethod
+    def _key_files(folder: str) -> dict[str, str]:
+        found: dict[str, str] = {}
+        if not os.path.isdir(folder):
+            return found
+        for base, _, names in os.walk(folder):
+            for name in names:
+                full = os.path.join(base, name)
+                key = os.path.relpath(full, folder).replace(os.sep, "/")
+                with open(full, encoding="utf-8") as handle:
+                    found[key] = handle.read()
+        return found
+
+    def _datasets(self, exp_dir: str) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        folder = os.path.join(exp_dir, "datasets")
+        if os.path.isdir(folder):
+            for dataset_id in os.listdir(folder):
+                path = os.path.join(folder, dataset_id, "meta.yaml")
+                if os.path.exists(path):
+                    found[dataset_id] = self._load(path)
+        return found
+
+    def _inputs(self, run_dir: str, datasets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        inputs = []
+        folder = os.path.join(run_dir, "inputs")
+        for input_id in sorted(os.listdir(folder)):
+            meta = self._load(os.path.join(folder, input_id, "meta.yaml"))
+            if meta.get("source_type") != "DATASET" or meta.get("destination_type") != "RUN":
+                continue
+            dataset = datasets.get(str(meta.get("source_id")))
+            if dataset is None:
+                raise BrokenRunError(f"dataset {meta.get('source_id')} is missing")
+            inputs.append(
+                _dataset_input(
+                    str(dataset.get("name")),
+                    dataset.get("digest"),
+                    dataset.get("source_type"),
+                    dataset.get("source"),
+                    dataset.get("schema"),
+                    dataset.get("profile"),
+                    {str(k): str(v) for k, v in (meta.get("tags") or {}).items()},
+                )
+            )
+        return sorted(inputs, key=lambda d: (d["name"] or "", d["digest"] or ""))
+
+    def metrics(self, runs: list[RunRecord]) -> pa.Table:
+        run_ids: list[str] = []
+        keys: list[str] = []
+        values: list[float] = []
+        steps: list[int] = []
+        stamps: list[int] = []
+        for record in runs:
+            folder = os.path.join(record._dir, "metrics")  # type: ignore[attr-defined]
+            for key, text in self._key_files(folder).items():
+                for number, line in enumerate(text.splitlines(), 1):
+                    if not line.strip():
+                        continue
+                    parts = line.split()
+                    try:
+                        stamp, value = int(parts[0]), float(parts[1])
+                        step = int(parts[2]) if len(parts) > 2 else 0
+                    except (IndexError, ValueError) as exc:
+                        raise BrokenRunError(
+                            f"run {record.run_id}: metric {key!r} line {number} is "
+                            f"unreadable: {line[:80]!r}"
+                        ) from exc
+                    run_ids.append(record.run_id)
+                    keys.append(key)
+                    values.append(value)
+                    steps.append(step)
+                    stamps.append(stamp)
+        if not run_ids:
+            return _metrics_table(None)
+        return _metrics_table((run_ids, keys, values, steps, stamps))
+
+    def logged_models(self, experiment_ids: list[str]) -> list[LoggedModel]:
+        found = []
+        for experiment_id in experiment_ids:
+            folder = os.path.join(self._dirs.get(experiment_id, ""), "models")
+            if not os.path.isdir(folder):
+                continue
+            for model_id in sorted(os.listdir(folder)):
+                path = os.path.join(folder, model_id, "meta.yaml")
+                if not os.path.exists(path):
+                    continue
+                meta = self._load(path)
+                if meta.get("lifecycle_stage", "active") not in ("active", None):
+                    continue
+                found.append(
+                    LoggedModel(
+                        str(meta.get("model_id", model_id)),
+                        str(meta.get("name", model_id)),
+                        experiment_id,
+                        meta.get("source_run_id"),
+                        meta.get("artifact_location"),
+                        meta.get("creation_timestamp"),
+                    )
+                )
+        return found
+
+
+class ClientReader(Reader):
+    """Any tracking URI MLflow understands, through ``MlflowClient`` (REST for servers)."""
+
+    PAGE = 1000
+
+    def __init__(self, uri: str) -> None:
+        self.source = uri
+        try:
+            from mlflow import MlflowClient
+        except ImportError as exc:
+            raise MlflowImportError(
+                f"Reading {uri} needs MLflow's client: pip install mlflow-skinny"
+            ) from exc
+        self.client = MlflowClient(tracking_uri=uri)
+        self._uri = uri
+
+    def experiments(self) -> list[Experiment]:
+        from mlflow.entities import ViewType
+
+        found: list[Any] = []
+        token = None
+        try:
+            while True:
+                page = self.client.search_experiments(
+                    view_type=ViewType.ALL, max_results=self.PAGE, page_token=token
+                )
+                found.extend(page)
+                token = page.token
+                if not token:
+                    break
+        except Exception as exc:
+            raise MlflowImportError(f"Cannot list experiments at {self._uri}: {exc}") from exc
+        return sorted(
+            (
+                Experiment(
+                    e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage, e.creation_time
+                )
+                for e in found
+            ),
+            key=lambda e: (len(e.experiment_id), e.experiment_id),
+        )
+
+    def runs(
+        self, experiment_ids: list[str], since_ms: int | None
+    ) -> tuple[list[RunRecord], list[tuple[str, str]]]:
+        from mlflow.entities import ViewType
+
+        records = []
+        self._metric_keys: dict[str, list[str]] = {}
+        token = None
+        filter_string = f"attributes.start_time >= {since_ms}" if since_ms is not None else ""
+        while experiment_ids:
+            page = self.client.search_runs(
+                experiment_ids,
+                filter_string=filter_string,
+                run_view_type=ViewType.ALL,
+                max_results=self.PAGE,
+                page_token=token,
+            )
+            for run in page:
+                info = run.info
+                record = RunRecord(
+                    run_id=info.run_id,
+                    experiment_id=str(info.experiment_id),
+                    name=info.run_name or None,
+                    status=info.status,
+                    start_time=info.start_time,
+                    end_time=info.end_time,
+                    lifecycle_stage=info.lifecycle_stage,
+                    user_id=info.user_id or None,
+                    artifact_uri=info.artifact_uri,
+                    params=dict(run.data.params),
+                    tags=dict(run.data.tags),
+                )
+                if record.name and "mlflow.runName" not in record.tags:
+                    record.tags["mlflow.runName"] = record.name
+                inputs = run.inputs.dataset_inputs if run.inputs else []
+                for item in inputs:
+                    d = item.dataset
+                    record.inputs.append(
+                        _dataset_input(
+                            d.name,
+                            d.digest,
+                            d.source_type,
+                            d.source,
+                            d.schema,
+                            d.profile,
+                            {t.key: t.value for t in item.tags},
+                        )
+                    )
+                record.inputs.sort(key=lambda x: (x["name"] or "", x["digest"] or ""))
+                self._metric_keys[record.run_id] = sorted(run.data.metrics)
+                records.append(record)
+            token = page.token
+            if not token:
+                break
+        return sorted(records, key=lambda r: r.run_id), []
+
+    def metrics(self, runs: list[RunRecord]) -> pa.Table:
+        columns: tuple[list[Any], ...] = ([], [], [], [], [])
+        for record in runs:
+            for key in self._metric_keys.get(record.run_id, []):
+                for point in self.client.get_metric_history(record.run_id, key):
+                    columns[0].append(record.run_id)
+                    columns[1].append(point.key)
+                    columns[2].append(_metric_value(point.value))
+                    columns[3].append(point.step)
+                    columns[4].append(point.timestamp)
+        return _metrics_table(columns if columns[0] else None)
+
+    def logged_models(self, experiment_ids: list[str]) -> list[LoggedModel]:
+        found: list[LoggedModel] = []
+        token = None
+        while experiment_ids:
+            try:
+                page = self.client.search_logged_models(
+                    experiment_ids, max_results=self.PAGE, page_token=token
+                )
+            except Exception:  # servers older than MLflow 3 have no logged models
+                return found
+            for model in page:
+                found.append(
+                    LoggedModel(
+                        model.model_id,
+                        model.name,
+                        str(model.experiment_id),
+                        model.source_run_id,
+                        model.artifact_location,
+                        model.creation_timestamp,
+                    )
+                )
+            token = page.token
+            if not token:
+                break
+        return sorted(found, key=lambda m: m.model_id)
+
+    def artifacts(self, run: RunRecord) -> list[ArtifactFile]:
+        local = _local_path(run.artifact_uri)
+        if local is not None:
+            return super().artifacts(run)
+        found: list[ArtifactFile] = []
+
+        def walk(path: str | None) -> None:
+            for info in self.client.list_artifacts(run.run_id, path):
+                if info.is_dir:
+                    walk(info.path)
+                else:
+                    uri = f"{(run.artifact_uri or '').rstrip('/')}/{info.path}"
+                    found.append(ArtifactFile(info.path, info.file_size, uri, None))
+
+        walk(None)
+        return found
+
+    def model_artifacts(self, model: LoggedModel) -> list[ArtifactFile]:
+        if _local_path(model.artifact_location) is not None:
+            return super().model_artifacts(model)
+        found: list[ArtifactFile] = []
+
+        def walk(path: str | None) -> None:
+            for info in self.client.list_logged_model_artifacts(model.model_id, path):
+                if info.is_dir:
+                    walk(info.path)
+                else:
+                    uri = f"{(model.artifact_location or '').rstrip('/')}/{info.path}"
+                    found.append(
+                        ArtifactFile(
+                            f"{model.name}/{info.path}", info.file_size, uri, None, "model"
+                        )
+                    )
+
+        walk(None)
+        return found
+
+    def fetch(self, artifact: ArtifactFile, folder: str) -> str:
+        if artifact.local is not None:
+            return artifact.local
+        from mlflow.artifacts import download_artifacts
+
+        return str(
+            download_artifacts(artifact_uri=artifact.uri, dst_path=folder, tracking_uri=self._uri)
+        )
+
+
+def open_reader(tracking_uri: str) -> Reader:
+    """The reader for ``tracking_uri``: SQL and file stores directly, others via MLflow.
+
+    Raises:
+        MlflowImportError: the source does not exist or is not an MLflow store.
+    """
+    uri = tracking_uri.strip()
+    scheme = uri.split(":", 1)[0].lower() if re.match(r"^[a-zA-Z][\w+.-]*:", uri) else ""
+    if scheme.startswith(("sqlite", "postgresql", "mysql", "mssql")):
+        return SqlReader(uri)
+    if scheme in ("", "file"):
+        path = _local_path(uri) or uri
+        if os.path.isfile(path) and path.endswith((".db", ".sqlite", ".sqlite3")):
+            return SqlReader(f"sqlite:///{os.path.abspath(path)}")
+        return FileReader(path)
+    return ClientReader(uri)
+
+
+# -- turning records into events -----------------------------------------------------------
+
+
+def _us(ms: int | None) -> int | None:
+    return None if ms is None else int(ms) * 1000
+
+
+@dataclass
+class _Chunk:
+    key: str
+    day: dt.date
+    runs: list[RunRecord]
+
+
+def _experiment_selection(
+    experiments: list[Experiment], wanted: Iterable[str] | None
+) -> list[Experiment]:
+    wanted = list(wanted or [])
+    if not wanted:
+        return experiments
+    chosen: list[Experiment] = []
+    missing: list[str] = []
+    for item in wanted:
+        match = [e for e in experiments if item in (e.experiment_id, e.name)]
+        if not match:
+            missing.append(item)
+        chosen.extend(m for m in match if m not in chosen)
+    if missing:
+        known = ", ".join(f"{e.name} ({e.experiment_id})" for e in experiments[:20])
+        raise MlflowImportError(f"Unknown MLflow experiment {missing[0]!r}. Known: {known}")
+    return chosen
+
+
+def _fingerprint(
+    record: RunRecord, n_points: int, last_ts: int, artifacts: list[tuple[str, int | None]]
+) -> str:
+    data = [
+        record.status,
+        record.end_time,
+        record.lifecycle_stage,
+        record.name,
+        sorted(record.params.items()),
+        sorted(record.tags.items()),
+        record.inputs,
+        n_points,
+        last_ts,
+        artifacts,
+    ]
+    return stable_id(json.dumps(data, sort_keys=True, default=str))
+
+
+def _existing_fingerprints(store: Store, project: str) -> dict[str, str]:
+    import pyarrow.compute as pc
+
+    dataset = store.dataset("runs")
+    table = dataset.to_table(
+        columns=["run_id", "attrs"],
+        filter=(pc.field("writer_id") == WRITER_ID)
+        & (pc.field("event") == "started")
+        & (pc.field("project") == project),
+    )
+    found = {}
+    for run_id, attrs in zip(
+        table.column("run_id").to_pylist(), table.column("attrs").to_pylist(), strict=True
+    ):
+        try:
+            found[run_id] = json.loads(attrs)["mlflow"]["fingerprint"]
+        except (TypeError, ValueError, KeyError):
+            continue
+    return found
+
+
+class _Builder:
+    """Rows of every kind for one chunk of runs."""
+
+    def __init__(self, project: str, source: str, experiments: dict[str, Experiment]) -> None:
+        self.project = project
+        self.source = source
+        self.experiments = experiments
+        self.rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+    def event_id(self, run_id: str, *parts: str) -> str:
+        return stable_id("mlflow", run_id, *parts)
+
+    def run(
+        self,
+        record: RunRecord,
+        fingerprint: str,
+        artifacts: list[tuple[ArtifactFile, str | None, str | None]],
+    ) -> None:
+        run_id = record.run_id
+        tags = record.tags
+        start = _us(record.start_time) or _us(record.end_time) or 0
+        end = _us(record.end_time)
+        experiment = self.experiments[record.experiment_id]
+        attrs: dict[str, Any] = {
+            "mlflow": {
+                "run_id": run_id,
+                "experiment_id": record.experiment_id,
+                "status": record.status,
+                "lifecycle_stage": record.lifecycle_stage,
+                "artifact_uri": record.artifact_uri,
+                "source": self.source,
+                "fingerprint": fingerprint,
+            }
+        }
+        command = tags.get("mlflow.source.name")
+        if command:
+            attrs["command"] = command
+        if tags.get("mlflow.note.content"):
+            attrs["description"] = tags["mlflow.note.content"]
+        rows = self.rows["runs"]
+        rows.append(
+            {
+                "event_id": self.event_id(run_id, "started"),
+                "run_id": run_id,
+                "ts": start,
+                "writer_id": WRITER_ID,
+                "event": "started",
+                "experiment": experiment.name,
+                "name": record.name or run_id[:8],
+                "parent_run_id": tags.get("mlflow.parentRunId") or None,
+                "user": record.user_id or tags.get("mlflow.user"),
+                "attrs": json.dumps(attrs, sort_keys=True),
+            }
+        )
+        git = {
+            k: tags[t]
+            for k, t in (
+                ("commit", "mlflow.source.git.commit"),
+                ("branch", "mlflow.source.git.branch"),
+                ("repo", "mlflow.source.git.repoURL"),
+            )
+            if tags.get(t)
+        }
+        if git:
+            rows.append(
+                {
+                    "event_id": self.event_id(run_id, "environment"),
+                    "run_id": run_id,
+                    "ts": start,
+                    "writer_id": WRITER_ID,
+                    "event": "environment",
+                    "attrs": json.dumps({"git": git, "source": "mlflow"}, sort_keys=True),
+                    "git_commit": git.get("commit"),
+                    "git_branch": git.get("branch"),
+                }
+            )
+        terminal = _TERMINAL.get(record.status)
+        if terminal is not None:
+            rows.append(
+                {
+                    "event_id": self.event_id(run_id, "end"),
+                    "run_id": run_id,
+                    "ts": end if end is not None else start,
+                    "writer_id": WRITER_ID,
+                    "event": terminal,
+                }
+            )
+        if record.lifecycle_stage == "deleted":
+            deleted = _us(record.deleted_time) or end or start
+            rows.append(
+                {
+                    "event_id": self.event_id(run_id, "deleted"),
+                    "run_id": run_id,
+                    "ts": max(deleted, end or start),
+                    "writer_id": WRITER_ID,
+                    "event": "deleted",
+                    "message": "deleted in MLflow",
+                }
+            )
+        for key, value in record.params.items():
+            self.rows["params"].append(
+                {
+                    "event_id": self.event_id(run_id, "param", key),
+                    "run_id": run_id,
+                    "ts": start,
+                    "writer_id": WRITER_ID,
+                    "key": key,
+                    "value": value,
+                    "value_type": param_type(value),
+                }
+            )
+        for key, value in record.tags.items():
+            self.rows["tags"].append(
+                {
+                    "event_id": self.event_id(run_id, "tag", key),
+                    "run_id": run_id,
+                    "ts": start,
+                    "writer_id": WRITER_ID,
+                    "key": key,
+                    "value": value,
+                }
+            )
+        for item in record.inputs:
+            profile: dict[str, Any] = {}
+            schema: dict[str, Any] = {}
+            try:
+                profile = json.loads(item["profile"]) if item["profile"] else {}
+                schema = json.loads(item["schema"]) if item["schema"] else {}
+            except (TypeError, ValueError):
+                pass
+            source = item["source"]
+            try:
+                parsed = json.loads(source) if source else None
+                if isinstance(parsed, dict):
+                    source = parsed.get("uri") or parsed.get("url") or parsed.get("path") or source
+            except ValueError:
+                pass
+            colspec = schema.get("mlflow_colspec") if isinstance(schema, dict) else None
+            self.rows["datasets"].append(
+                {
+                    "event_id": self.event_id(run_id, "dataset", item["name"], item["digest"]),
+                    "run_id": run_id,
+                    "ts": start,
+                    "writer_id": WRITER_ID,
+                    "name": item["name"],
+                    "context": item["tags"].get("mlflow.data.context"),
+                    "source": source,
+                    "sha256": None,
+                    "rows": profile.get("num_rows") if isinstance(profile, dict) else None,
+                    "columns": len(colspec) if isinstance(colspec, list) else None,
+                    "schema": json.dumps({"mlflow": item}, sort_keys=True),
+                }
+            )
+        stamp = end if end is not None else start
+        for artifact, sha, uri in artifacts:
+            self.rows["artifacts"].append(
+                {
+                    "event_id": self.event_id(run_id, "artifact", artifact.path),
+                    "run_id": run_id,
+                    "ts": stamp,
+                    "writer_id": WRITER_ID,
+                    "path": artifact.path,
+                    "size": artifact.size,
+                    "sha256": sha,
+                    "uri": uri,
+                    "kind": artifact.kind,
+                }
+            )
+
+    def table(self, kind: str) -> pa.Table:
+        import pyarrow as pa
+
+        schema = events.arrow_schema(kind)
+        rows = self.rows.get(kind, [])
+        columns = {
+            name: pa.array([row.get(name) for row in rows], schema.field(name).type)
+            for name in schema.names
+        }
+        return pa.table(columns, schema=schema)
+
+
+def metric_events(metrics: pa.Table) -> pa.Table:
+    """Metric points as ``metrics`` events: sorted, with (writer_id, seq) from MLflow ids."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = events.arrow_schema("metrics")
+    if metrics.num_rows == 0:
+        return schema.empty_table()
+    order = pc.sort_indices(
+        metrics,
+        sort_keys=[
+            ("run_id", "ascending"),
+            ("key", "ascending"),
+            ("step", "ascending"),
+            ("timestamp", "ascending"),
+            ("value", "ascending"),
+        ],
+    )
+    metrics = metrics.take(order)
+    run_ids = metrics.column("run_id")
+    # seq: position within the run (rows are sorted by run), so identity is deterministic.
+    encoded = pc.dictionary_encode(run_ids).combine_chunks()
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    import numpy as np
+
+    starts = np.r_[0, np.flatnonzero(indices[1:] != indices[:-1]) + 1]
+    lengths = np.diff(np.r_[starts, len(indices)])
+    seq = np.arange(len(indices)) - np.repeat(starts, lengths)
+    stamps = pc.multiply(metrics.column("timestamp"), 1000).cast(pa.int64())
+    return pa.table(
+        {
+            "run_id": run_ids,
+            "key": metrics.column("key"),
+            "value": metrics.column("value"),
+            "step": metrics.column("step"),
+            "ts": stamps.cast(pa.timestamp("us", tz="UTC")),
+            "writer_id": pc.binary_join_element_wise(pa.scalar("mlflow:"), run_ids, pa.scalar("")),
+            "seq": pa.array(seq, pa.int64()),
+        },
+        schema=schema,
+    )
+
+
+def import_runs(
+    tracking_uri: str,
+    store: str | os.PathLike[str] | Store | None = None,
+    *,
+    experiments: Iterable[str] | None = None,
+    since: str | dt.date | dt.datetime | None = None,
+    artifacts: str = "copy",
+    include_deleted: bool = False,
+    dry_run: bool = False,
+    project: str = DEFAULT_PROJECT,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportSummary:
+    """Import MLflow experiments and runs into ``store``; safe to repeat.
+
+    Args:
+        tracking_uri: ``sqlite:///mlflow.db`` (any SQLAlchemy URI), an ``mlruns/`` folder
+            or ``file:`` URI, or a tracking server ``http(s)://host:port``.
+        experiments: experiment names or ids to import (default: all).
+        since: import only runs started on or after this day (UTC, whole days).
+        artifacts: ``copy`` into the content-addressed store, ``reference`` the original
+            location, or ``skip``.
+        include_deleted: also import deleted runs (marked with a ``deleted`` event).
+        dry_run: read and count everything, write nothing.
+        project: the ledger project the runs go to; MLflow experiments become ledger
+            experiments of that name.
+        progress: called as ``progress(done_runs, total_runs)``.
+
+    Returns:
+        An :class:`ImportSummary`; broken runs are in ``errors`` and were skipped.
+
+    Raises:
+        MlflowImportError: the source cannot be opened or an experiment is unknown.
+        ConfigError: a bad option value.
+    """
+    started = time.perf_counter()
+    if artifacts not in ARTIFACT_MODES:
+        raise ConfigError(f"Unknown --artifacts mode {artifacts!r}. Allowed: copy, reference, skip")
+    check_project_name(project)
+    since_ms = _date_ms(since)
+    store_obj = open_store(store)
+    reader = open_reader(tracking_uri)
+    summary = ImportSummary(source=reader.source, dry_run=dry_run)
+    try:
+        selected = [
+            e
+            for e in _experiment_selection(reader.experiments(), experiments)
+            if include_deleted or e.lifecycle_stage != "deleted" or experiments
+        ]
+        by_id = {e.experiment_id: e for e in selected}
+        runs, errors = reader.runs(list(by_id), since_ms)
+        summary.errors.extend(errors)
+        if not dry_run:
+            store_obj.ensure_initialized()
+        existing = (
+            _existing_fingerprints(store_obj, project)
+            if store_obj.exists(store_obj.kind_dir("runs"))
+            else {}
+        )
+        kept = []
+        for record in runs:
+            if record.experiment_id not in by_id:
+                continue
+            if record.lifecycle_stage == "deleted" and not (
+                include_deleted or record.run_id in existing
+            ):
+                summary.skipped += 1
+                continue
+            kept.append(record)
+        models: dict[str, list[LoggedModel]] = defaultdict(list)
+        if artifacts != "skip":
+            for model in reader.logged_models(list(by_id)):
+                if model.source_run_id:
+                    models[model.source_run_id].append(model)
+        chunks = _chunks(kept, by_id)
+        reader.plan([[r.run_id for r in chunk.runs] for chunk in chunks])
+        summary.experiments = len({r.experiment_id for r in kept})
+        done = 0
+        total = len(kept)
+        if progress is not None:
+            progress(0, total)
+        for chunk in chunks:
+            _import_chunk(
+                chunk,
+                reader,
+                store_obj,
+                by_id,
+                models,
+                existing,
+                artifacts,
+                project,
+                summary,
+                dry_run,
+            )
+            done += len(chunk.runs)
+            if progress is not None:
+                progress(done, total)
+    finally:
+        reader.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _chunks(runs: list[RunRecord], experiments: dict[str, Experiment]) -> list[_Chunk]:
+    """Group runs by (experiment, start day, first id digit): a stable home for each run.
+
+    Chunk membership never changes for a run, so re-importing a chunk replaces its files,
+    and a run added later only rewrites the one chunk it joins.
+    """
+    groups: dict[tuple[str, dt.date, str], list[RunRecord]] = defaultdict(list)
+    for record in runs:
+        stamp = record.start_time if record.start_time is not None else record.end_time or 0
+        day = dt.datetime.fromtimestamp(stamp / 1000, dt.timezone.utc).date()
+        groups[(record.experiment_id, day, record.run_id[:1])].append(record)
+    chunks = []
+    for (experiment_id, day, bucket), members in sorted(groups.items()):
+        experiment = experiments[experiment_id]
+        key = stable_id(
+            "mlflow-chunk", experiment_id, str(experiment.creation_time), day.isoformat(), bucket
+        )
+        chunks.append(_Chunk(key, day, members))
+    return chunks
+
+
+def _import_chunk(
+    chunk: _Chunk,
+    reader: Reader,
+    store: Store,
+    experiments: dict[str, Experiment],
+    models: dict[str, list[LoggedModel]],
+    existing: dict[str, str],
+    artifact_mode: str,
+    project: str,
+    summary: ImportSummary,
+    dry_run: bool,
+) -> None:
+    import pyarrow.compute as pc
+
+    good = list(chunk.runs)
+    try:
+        metrics = reader.metrics(good)
+    except BrokenRunError:
+        # Find the broken run(s) one by one, keep the rest of the chunk.
+        parts, good = [], []
+        for record in chunk.runs:
+            try:
+                parts.append(reader.metrics([record]))
+                good.append(record)
+            except BrokenRunError as exc:
+                summary.errors.append((record.run_id, str(exc)))
+        import pyarrow as pa
+
+        metrics = pa.concat_tables(parts) if parts else _metrics_table(None)
+    counts: dict[str, tuple[int, int]] = {}
+    if metrics.num_rows:
+        grouped = metrics.group_by("run_id").aggregate(
+            [("timestamp", "count"), ("timestamp", "max")]
+        )
+        for run_id, n, last in zip(
+            grouped.column("run_id").to_pylist(),
+            grouped.column("timestamp_count").to_pylist(),
+            grouped.column("timestamp_max").to_pylist(),
+            strict=True,
+        ):
+            counts[run_id] = (n, last)
+    listed: dict[str, list[ArtifactFile]] = {}
+    broken: set[str] = set()
+    for record in good:
+        files: list[ArtifactFile] = []
+        if artifact_mode != "skip":
+            try:
+                files = reader.artifacts(record)
+                for model in models.get(record.run_id, []):
+                    files.extend(reader.model_artifacts(model))
+            except Exception as exc:
+                summary.errors.append((record.run_id, f"artifacts: {type(exc).__name__}: {exc}"))
+                broken.add(record.run_id)
+                continue
+        listed[record.run_id] = files
+    good = [r for r in good if r.run_id not in broken]
+    fingerprints = {
+        r.run_id: _fingerprint(
+            r, *counts.get(r.run_id, (0, 0)), [(f.path, f.size) for f in listed[r.run_id]]
+        )
+        for r in good
+    }
+    states = {
+        r.run_id: "new"
+        if r.run_id not in existing
+        else ("unchanged" if existing[r.run_id] == fingerprints[r.run_id] else "updated")
+        for r in good
+    }
+    for record in good:
+        summary.runs += 1
+        summary.params += len(record.params)
+        summary.tags += len(record.tags)
+        summary.datasets += len(record.inputs)
+        summary.metric_points += counts.get(record.run_id, (0, 0))[0]
+        summary.artifacts += sum(f.kind == "file" for f in listed[record.run_id])
+        summary.models += len(models.get(record.run_id, [])) if artifact_mode != "skip" else 0
+        state = states[record.run_id]
+        summary.new_runs += state == "new"
+        summary.updated_runs += state == "updated"
+        summary.unchanged_runs += state == "unchanged"
+    if dry_run or (all(s == "unchanged" for s in states.values()) and good):
+        return
+    if len(good) != len(chunk.runs) and metrics.num_rows:
+        metrics = metrics.filter(pc.field("run_id").isin([r.run_id for r in good]))
+    builder = _Builder(project, reader.source, experiments)
+    with tempfile.TemporaryDirectory(prefix="ledger-mlflow-") as scratch:
+        for record in good:
+            stored: list[tuple[ArtifactFile, str | None, str | None]] = []
+            try:
+                for artifact in listed[record.run_id]:
+                    if artifact_mode == "copy":
+                        local = reader.fetch(artifact, scratch)
+                        sha, size, uri = store.put_artifact(local)
+                        artifact.size = size
+                        stored.append((artifact, sha, uri))
+                    else:
+                        stored.append((artifact, None, artifact.uri))
+            except Exception as exc:
+                summary.errors.append((record.run_id, f"artifacts: {type(exc).__name__}: {exc}"))
+                continue
+            builder.run(record, fingerprints[record.run_id], stored)
+    name = f"mlflow-{chunk.key}.parquet"
+    tables = {kind: builder.table(kind) for kind in events.KINDS if kind != "metrics"}
+    tables["metrics"] = metric_events(metrics)
+    for kind, table in tables.items():
+        directory = store.partition_dir(kind, project, chunk.day)
+        if table.num_rows == 0 and not store.exists(f"{directory}/{name}"):
+            continue
+        try:
+            store.write_parquet(directory, name, table, kind=kind)
+        except OSError as exc:
+            raise StoreError(f"Cannot write {directory}/{name}: {exc}") from exc
