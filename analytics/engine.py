@@ -8,6 +8,7 @@ statements, so ``ledger query`` cannot change the store.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -50,12 +51,18 @@ def source_globs(store: Store, kind: str) -> list[str]:
     return [store.kind_glob(kind)]
 
 
-def _create_base_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
+def _create_base_views(
+    con: duckdb.DuckDBPyConnection, store: Store, as_of: dt.datetime | None = None
+) -> None:
+    # As of a moment, the store is simply the events written up to then (invariant 1:
+    # events are immutable, so every past state can be re-folded).
+    cutoff = "" if as_of is None else " WHERE ts <= getvariable('as_of')"
     for kind in events.KINDS:
         globs = ", ".join(quote_literal(glob) for glob in source_globs(store, kind))
         con.execute(
             f"CREATE OR REPLACE VIEW events_{kind} AS SELECT * FROM read_parquet([{globs}], "
             f"hive_partitioning = true, union_by_name = true, hive_types = {HIVE_TYPES})"
+            f"{cutoff}"
         )
 
 
@@ -82,11 +89,14 @@ def connect(
     *,
     stall_after: float | None = None,
     threads: int | None = None,
+    as_of: dt.datetime | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection over ``store`` with every view in place.
 
     Runs of this process that are still buffered are flushed first, so a script sees
-    what it just logged.
+    what it just logged. With ``as_of`` (a timezone-aware datetime; naive means UTC)
+    every view shows the store as it stood at that moment: only events written up to
+    then count, and run status is judged at that moment.
 
     Raises:
         StoreError: the store cannot be initialised.
@@ -102,7 +112,11 @@ def connect(
         con.execute(f"SET threads = {int(threads)}")
     stall = store_obj.settings.stall_after if stall_after is None else float(stall_after)
     con.execute(f"SET VARIABLE stall_after_s = {stall!r}::DOUBLE")
-    _create_base_views(con, store_obj)
+    if as_of is not None:
+        if as_of.tzinfo is None:
+            as_of = as_of.replace(tzinfo=dt.timezone.utc)
+        con.execute("SET VARIABLE as_of = $1::TIMESTAMPTZ", [as_of])
+    _create_base_views(con, store_obj, as_of)
     _create_views(con)
     return con
 

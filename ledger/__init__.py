@@ -45,7 +45,10 @@ from ledger.run import (
 )
 
 if TYPE_CHECKING:
+    from ledger.analytics.diff import diff
     from ledger.analytics.engine import connect, query
+    from ledger.analytics.importance import importance
+    from ledger.analytics.leaderboard import leaderboard
 
 __version__ = "0.1.0"
 
@@ -53,6 +56,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "connect": ("ledger.analytics.engine", "connect"),
     "query": ("ledger.analytics.engine", "query"),
+    "leaderboard": ("ledger.analytics.leaderboard", "leaderboard"),
+    "diff": ("ledger.analytics.diff", "diff"),
+    "importance": ("ledger.analytics.importance", "importance"),
 }
 
 
@@ -82,8 +88,11 @@ __all__ = [
     "StoreError",
     "active_run",
     "connect",
+    "diff",
     "end_run",
     "flush",
+    "importance",
+    "leaderboard",
     "log",
     "log_artifact",
     "log_dataset",

@@ -49,3 +49,7 @@ class NoActiveRunError(RunStateError):
 
 class QueryError(LedgerError):
     """A SQL query failed, or tried to do something other than read."""
+
+
+class AnalysisError(LedgerError):
+    """An analysis cannot be computed from the runs given (e.g. too few usable runs)."""

@@ -65,3 +65,4 @@ def main() -> None:
 
 # Each import registers that area's verbs (one line per area).
 from ledger.cli import core  # noqa: E402,F401
+from ledger.cli import analytics  # noqa: E402,F401

@@ -1,0 +1,275 @@
+"""Which runs a report looks at: project, experiment, children of a sweep, a --where
+predicate over run columns, params and tags, and the moment (``as_of``) it looks from.
+
+The leaderboard and importance share it, so ``--where`` means the same thing in both.
+The predicate is full DuckDB SQL (OR, IN, BETWEEN, LIKE, subqueries over the views...)
+evaluated against one row per run::
+
+    status = 'finished' AND (params.lr BETWEEN 1e-4 AND 1e-2 OR tags.team IN ('cv', 'nlp'))
+
+``params.<key>`` and ``tags.<key>`` are typed fields (numbers compare as numbers, booleans
+as booleans); every column of the ``runs`` view is there by name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+from ledger.analytics.engine import quote_identifier
+from ledger.analytics.resolve import resolve_run
+
+from ledger.durations import parse_duration
+from ledger.errors import ConfigError, QueryError
+
+RUN_COLUMNS = (
+    "run_id",
+    "project",
+    "experiment",
+    "name",
+    "parent_run_id",
+    "status",
+    "start_time",
+    "end_time",
+    "duration_s",
+    '"user"',
+    "host",
+    "git_commit",
+    "git_branch",
+    "git_dirty",
+    "pinned",
+)
+_NUMERIC = {"int", "float"}
+
+
+def parse_as_of(value: str | dt.datetime | None) -> dt.datetime | None:
+    """A moment: a datetime, an ISO date/time (naive = UTC) or a duration ago (``"2h"``).
+
+    Raises:
+        ConfigError: the text is neither.
+    """
+    if value is None or isinstance(value, dt.datetime):
+        if isinstance(value, dt.datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value
+    text = value.strip()
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            seconds = parse_duration(text)
+        except Exception as exc:
+            raise ConfigError(
+                f"--as-of {value!r} is neither an ISO time (2026-11-26T09:30:00Z, "
+                "2026-11-26) nor a duration ago (90m, 2h, 7d)"
+            ) from exc
+        return dt.datetime.fromtimestamp(time.time() - seconds, tz=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def check_predicate(predicate: str) -> None:
+    """Make sure ``predicate`` is one boolean expression and nothing else.
+
+    It is parsed inside ``SELECT * FROM candidates WHERE (...)``; the parse tree must be
+    exactly that (no UNION, ORDER/LIMIT, second statement or comment trick).
+
+    Raises:
+        QueryError: anything else, with DuckDB's parse error when it did not parse.
+    """
+    if not predicate.strip():
+        raise QueryError('--where is empty: give a SQL condition, e.g. "params.lr < 0.01"')
+    sql = f"SELECT * FROM candidates WHERE ({predicate}\n)"
+    try:
+        statements = duckdb.extract_statements(sql)
+        tree = json.loads(
+            duckdb.sql("SELECT json_serialize_sql($1)", params=[sql]).fetchall()[0][0]
+        )
+    except duckdb.Error as exc:
+        raise QueryError(f"Invalid --where {predicate!r}: {_first_line(exc)}") from exc
+    if tree.get("error"):
+        raise QueryError(f"Invalid --where {predicate!r}: {tree.get('error_message')}")
+    node = tree["statements"][0]["node"] if len(tree["statements"]) == 1 else {}
+    from_table = node.get("from_table") or {}
+    plain = (
+        len(statements) == 1
+        and statements[0].type == duckdb.StatementType.SELECT
+        and node.get("type") == "SELECT_NODE"
+        and not node.get("modifiers")
+        and not node.get("cte_map", {}).get("map")
+        and not node.get("group_expressions")
+        and node.get("having") is None
+        and node.get("qualify") is None
+        and node.get("sample") is None
+        and from_table.get("type") == "BASE_TABLE"
+        and from_table.get("table_name") == "candidates"
+        and len(node.get("select_list", [])) == 1
+    )
+    if not plain:
+        raise QueryError(
+            f"--where must be one condition over runs, params.<key> and tags.<key>, got "
+            f"{predicate!r}"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines[:2]) if lines else type(exc).__name__
+
+
+def _sql_type(types: Sequence[str | None]) -> str:
+    known = {t for t in types if t not in (None, "null")}
+    if known and known <= {"int"}:
+        return "BIGINT"
+    if known and known <= _NUMERIC:
+        return "DOUBLE"
+    if known == {"bool"}:
+        return "BOOLEAN"
+    return "VARCHAR"
+
+
+@dataclass
+class Scope:
+    """The runs a report covers, as SQL the report builds on (see module doc)."""
+
+    project: str | None = None
+    experiment: str | None = None
+    children_of: str | None = None
+    where: str | None = None
+    parent_id: str | None = None
+    param_types: dict[str, str] = field(default_factory=dict)
+    tag_keys: list[str] = field(default_factory=list)
+
+    def base_sql(self) -> tuple[str, dict[str, Any]]:
+        """``SELECT <run columns> FROM runs WHERE <project/experiment/parent>``."""
+        conditions, values = ["true"], {}
+        if self.project is not None:
+            conditions.append("project = $project")
+            values["project"] = self.project
+        if self.experiment is not None:
+            conditions.append("experiment = $experiment")
+            values["experiment"] = self.experiment
+        if self.parent_id is not None:
+            conditions.append("parent_run_id = $parent_id")
+            values["parent_id"] = self.parent_id
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE {' AND '.join(conditions)}"
+        return sql, values
+
+    def prepare(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        wanted_params: Sequence[str] = (),
+        wanted_tags: Sequence[str] = (),
+    ) -> None:
+        """Resolve ``children_of`` and learn the param types / tag keys the SQL needs.
+
+        Raises:
+            RunNotFoundError, AmbiguousRunError: ``children_of`` does not name one run.
+            QueryError: ``where`` is not a single condition.
+        """
+        if self.children_of is not None:
+            self.parent_id = resolve_run(con, self.children_of, project=self.project)
+        if self.where is not None:
+            check_predicate(self.where)
+        base, values = self.base_sql()
+        need_all_params = self.where is not None and "params" in self.where
+        keys = None if need_all_params else list(wanted_params)
+        if keys == []:
+            self.param_types = {}
+        else:
+            key_filter = "" if keys is None else "AND key IN (SELECT unnest($keys))"
+            if keys is not None:
+                values = {**values, "keys": keys}
+            rows = con.execute(
+                f"""SELECT key, list(DISTINCT value_type) FROM params
+                WHERE run_id IN (SELECT run_id FROM ({base})) {key_filter}
+                GROUP BY key ORDER BY key""",
+                values,
+            ).fetchall()
+            self.param_types = {key: _sql_type(types) for key, types in rows}
+        for key in wanted_params:  # asked for but never logged in scope: NULL column
+            self.param_types.setdefault(key, "VARCHAR")
+        self.tag_keys = list(wanted_tags)
+        if self.where is not None and "tags" in self.where:
+            base, values = self.base_sql()
+            self.tag_keys += [
+                row[0]
+                for row in con.execute(
+                    f"""SELECT DISTINCT key FROM tags
+                    WHERE run_id IN (SELECT run_id FROM ({base})) ORDER BY key""",
+                    values,
+                ).fetchall()
+                if row[0] not in wanted_tags
+            ]
+
+    def candidates_sql(self) -> tuple[str, dict[str, Any]]:
+        """CTEs ending in ``selected``: one row per run in scope that passes ``where``,
+        with run columns, a typed ``params`` struct and a ``tags`` struct."""
+        base, values = self.base_sql()
+        param_fields = [
+            f"max(TRY_CAST(value AS {sql_type})) FILTER (WHERE key = {_literal(key)}) "
+            f"AS {quote_identifier(key)}"
+            for key, sql_type in self.param_types.items()
+        ]
+        tag_fields = [
+            f"max(value) FILTER (WHERE key = {_literal(key)}) AS {quote_identifier(key)}"
+            for key in self.tag_keys
+        ]
+        ctes = [f"scope AS ({base})"]
+        params_struct = tags_struct = "NULL"
+        joins = ""
+        if param_fields:
+            ctes.append(
+                f"p AS (SELECT run_id, {', '.join(param_fields)} FROM params "
+                "WHERE run_id IN (SELECT run_id FROM scope) GROUP BY run_id)"
+            )
+            params_struct = (
+                "struct_pack("
+                + ", ".join(
+                    f"{quote_identifier(k)} := p.{quote_identifier(k)}" for k in self.param_types
+                )
+                + ")"
+            )
+            joins += " LEFT JOIN p ON p.run_id = scope.run_id"
+        if tag_fields:
+            ctes.append(
+                f"t AS (SELECT run_id, {', '.join(tag_fields)} FROM tags "
+                "WHERE run_id IN (SELECT run_id FROM scope) GROUP BY run_id)"
+            )
+            tags_struct = (
+                "struct_pack("
+                + ", ".join(
+                    f"{quote_identifier(k)} := t.{quote_identifier(k)}" for k in self.tag_keys
+                )
+                + ")"
+            )
+            joins += " LEFT JOIN t ON t.run_id = scope.run_id"
+        if self.where is not None and "params" in self.where and not param_fields:
+            params_struct = "struct_pack(__no_params__ := NULL)"
+        if self.where is not None and "tags" in self.where and not tag_fields:
+            tags_struct = "struct_pack(__no_tags__ := NULL)"
+        ctes.append(
+            f"candidates AS (SELECT scope.*, {params_struct} AS params, {tags_struct} AS tags "
+            f"FROM scope{joins})"
+        )
+        where = f"({self.where}\n)" if self.where is not None else "true"
+        ctes.append(f"selected AS (SELECT * FROM candidates WHERE {where})")
+        return "WITH " + ",\n".join(ctes), values
+
+    def explain_error(self, exc: duckdb.Error) -> QueryError:
+        """A readable error for a predicate that parsed but does not bind or run."""
+        message = _first_line(exc)
+        known = ", ".join(f"params.{k}" for k in self.param_types) or "(none)"
+        tags = ", ".join(f"tags.{k}" for k in self.tag_keys) or "(none)"
+        return QueryError(
+            f"--where {self.where!r} failed: {message}. Run columns: "
+            f"{', '.join(c.strip(chr(34)) for c in RUN_COLUMNS)}; params: {known}; tags: {tags}"
+        )
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
