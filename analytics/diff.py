@@ -21,8 +21,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-from ledger.analytics.engine import connect, fetch_frame
+from ledger.analytics.engine import connect, fetch_frame, quote_literal
 from ledger.analytics.resolve import resolve_runs
+from ledger.analytics.summaries import summaries_sql
 
 from ledger.errors import InvalidValueError
 from ledger.store import Store
@@ -100,7 +101,8 @@ def _dig(facts: Any, path: Sequence[str]) -> Any:
 def _column_labels(con: duckdb.DuckDBPyConnection, ids: list[str]) -> list[str]:
     names = dict(
         con.execute(
-            "SELECT run_id, name FROM runs WHERE run_id IN (SELECT unnest($ids))", {"ids": ids}
+            "SELECT run_id, name FROM runs WHERE run_id IN "
+            f"({', '.join(quote_literal(run_id) for run_id in ids)})"
         ).fetchall()
     )
     labels = []
@@ -172,8 +174,10 @@ def _facts(
     def put(section: str, key: str, run_id: str, value: Any) -> None:
         rows.setdefault((section, key), {})[run_id] = _text(value)
 
-    bound = {"ids": ids}
-    in_ids = "run_id IN (SELECT unnest($ids))"
+    # A literal IN list (ids come from the resolver) lets DuckDB push the filter into
+    # the Parquet scans and skip row groups by their run_id statistics.
+    bound = None
+    in_ids = f"run_id IN ({', '.join(quote_literal(run_id) for run_id in ids)})"
     columns = ", ".join(f'"{c}"' for c in RUN_FIELDS)
     run_frame = fetch_frame(
         con, f"SELECT run_id, {columns}, seeds, environment FROM runs WHERE {in_ids}", bound
@@ -219,7 +223,7 @@ def _facts(
         put("dataset", label, run_id, f"{sha}{shape}")
     summaries = con.execute(
         f"""SELECT run_id, key, last_value, min_value, min_step, max_value, max_step
-        FROM metric_summaries WHERE {in_ids} ORDER BY key""",
+        FROM {summaries_sql(con)} WHERE {in_ids} ORDER BY key""",
         bound,
     ).fetchall()
     for run_id, key, last, low, low_step, high, high_step in summaries:

@@ -58,6 +58,8 @@ def _create_base_views(
     # events are immutable, so every past state can be re-folded).
     cutoff = "" if as_of is None else " WHERE ts <= getvariable('as_of')"
     for kind in events.KINDS:
+        # Kept on the connection for readers that list files (metric summaries).
+        con.execute(f"SET VARIABLE globs_{kind} = $1::VARCHAR[]", [source_globs(store, kind)])
         globs = ", ".join(quote_literal(glob) for glob in source_globs(store, kind))
         con.execute(
             f"CREATE OR REPLACE VIEW events_{kind} AS SELECT * FROM read_parquet([{globs}], "

@@ -34,6 +34,7 @@ import duckdb
 from ledger.analytics.engine import connect
 from ledger.analytics.leaderboard import check_choices, value_columns
 from ledger.analytics.scope import Scope, parse_as_of
+from ledger.analytics.summaries import summaries_sql
 
 from ledger.errors import AnalysisError, InvalidValueError
 
@@ -106,7 +107,7 @@ def load_trials(
         SELECT s.run_id, m.{value_col} AS value,
                (SELECT value FROM tags t WHERE t.run_id = s.run_id AND t.key = $dist_tag)
         FROM selected s
-        LEFT JOIN (SELECT * FROM metric_summaries WHERE key = $metric) m
+        LEFT JOIN (SELECT * FROM {summaries_sql(con)} WHERE key = $metric) m
             ON m.run_id = s.run_id
         ORDER BY s.start_time, s.run_id""",
         values,

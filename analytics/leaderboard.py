@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import duckdb
 from ledger.analytics.engine import connect, fetch_frame, quote_identifier
 from ledger.analytics.scope import RUN_COLUMNS, Scope, parse_as_of
+from ledger.analytics.summaries import summaries_sql
 
 from ledger.errors import InvalidValueError, QueryError
 from ledger.store import Store
@@ -168,7 +169,7 @@ def _leaderboard(
     body = f"""{ctes},
 m AS (
     SELECT run_id, {value_col} AS value, {step_col} AS step, n_points
-    FROM metric_summaries
+    FROM {summaries_sql(con)}
     WHERE key = $metric AND run_id IN (SELECT run_id FROM selected)
 ),
 c AS (

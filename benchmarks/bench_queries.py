@@ -43,6 +43,7 @@ from ledger.analytics.leaderboard import leaderboard
 import ledger
 from ledger.events import arrow_schema
 from ledger.store import open_store
+from ledger.summaries import summarize
 
 WRITERS = 8
 RUNS_PER_FILE = 500
@@ -299,7 +300,15 @@ def _write_chunk(
         },
     )
     store.write_parquet(store.partition_dir("metrics", PROJECT, day), name, table, "metrics")
+    _write_twin(store, day, name, table)
     return seq0 + total
+
+
+def _write_twin(store, day, name, table) -> None:
+    """The per-file summary the real writer leaves next to each metrics file."""
+    store.write_parquet(
+        store.partition_dir("summaries", PROJECT, day), name, summarize(table), "summaries"
+    )
 
 
 def _write_long_run(store, rng) -> str:
@@ -329,23 +338,21 @@ def _write_long_run(store, rng) -> str:
     per_flush = LONG_RUN_POINTS // flushes
     for f in range(flushes):
         steps = np.arange(f * per_flush, (f + 1) * per_flush)
-        store.write_parquet(
-            store.partition_dir("metrics", PROJECT, day),
-            f"{writer_id}-{f + 1:06d}.parquet",
-            _table(
-                "metrics",
-                {
-                    "run_id": [run_id] * per_flush,
-                    "key": ["loss"] * per_flush,
-                    "value": 1 / (steps + 1) + rng.normal(0, 1e-3, per_flush),
-                    "step": steps,
-                    "ts": _ts(t0 + steps * 0.05),
-                    "writer_id": [writer_id] * per_flush,
-                    "seq": steps,
-                },
-            ),
+        name = f"{writer_id}-{f + 1:06d}.parquet"
+        table = _table(
             "metrics",
+            {
+                "run_id": [run_id] * per_flush,
+                "key": ["loss"] * per_flush,
+                "value": 1 / (steps + 1) + rng.normal(0, 1e-3, per_flush),
+                "step": steps,
+                "ts": _ts(t0 + steps * 0.05),
+                "writer_id": [writer_id] * per_flush,
+                "seq": steps,
+            },
         )
+        store.write_parquet(store.partition_dir("metrics", PROJECT, day), name, table, "metrics")
+        _write_twin(store, day, name, table)
     return run_id
 
 

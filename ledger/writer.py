@@ -187,6 +187,15 @@ class Writer:
                 directory = self.store.partition_dir(kind, project, day)
                 ids = sorted(set(run_ids[(kind, project)]))
                 self._pending.append(_PendingFile(kind, directory, name, part, ids))
+                if kind == "metrics":
+                    # The twin summary goes after its metrics file (writes are in order),
+                    # so a crash between them leaves raw points readers still fold.
+                    from ledger.summaries import summarize
+
+                    twin = self.store.partition_dir("summaries", project, day)
+                    self._pending.append(
+                        _PendingFile("summaries", twin, name, summarize(part), ids)
+                    )
 
     def _metric_table(self, run_id: str, chunk: list[tuple[str, float, int, float]]) -> pa.Table:
         import numpy as np

@@ -121,7 +121,7 @@ def test_as_of_shows_the_past(board):
 
 
 def test_errors_name_the_bad_value(board):
-    with pytest.raises(InvalidValueError, match="Unknown metric 'acc'. Known: loss, val_acc"):
+    with pytest.raises(InvalidValueError, match=r"Unknown metric 'acc'\. Known: loss, val_acc"):
         leaderboard(board.store, metric="acc")
     with pytest.raises(InvalidValueError, match="Unknown mode"):
         leaderboard(board.store, metric="val_acc", mode="up")
