@@ -159,6 +159,8 @@ def _leaderboard(
     group = parse_group_by(group_by) if group_by else None
     wanted_params = list(params) + ([group[1]] if group and group[0] == "param" else [])
     wanted_tags = [group[1]] if group and group[0] == "tag" else []
+    if group and group[0] == "column":
+        scope.extra_columns.append(group[1])
     scope.prepare(con, wanted_params, wanted_tags)
     ctes, values = scope.candidates_sql()
     value_col, step_col = value_columns(agg, mode)

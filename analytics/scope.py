@@ -39,11 +39,11 @@ RUN_COLUMNS = (
     "duration_s",
     '"user"',
     "host",
-    "git_commit",
-    "git_branch",
-    "git_dirty",
     "pinned",
 )
+# Read from each run's captured environment (a JSON document of ~100 package versions):
+# folded only when the predicate or a group-by names them, as they cost most of the fold.
+ENV_COLUMNS = ("git_commit", "git_branch", "git_dirty", "python_version", "command")
 _NUMERIC = {"int", "float"}
 
 
@@ -141,6 +141,7 @@ class Scope:
     children_of: str | None = None
     where: str | None = None
     parent_id: str | None = None
+    extra_columns: list[str] = field(default_factory=list)
     param_types: dict[str, str] = field(default_factory=dict)
     tag_keys: list[str] = field(default_factory=list)
 
@@ -156,7 +157,12 @@ class Scope:
         if self.parent_id is not None:
             conditions.append("parent_run_id = $parent_id")
             values["parent_id"] = self.parent_id
-        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE {' AND '.join(conditions)}"
+        columns = list(RUN_COLUMNS) + [
+            column
+            for column in ENV_COLUMNS
+            if column in self.extra_columns or (self.where is not None and column in self.where)
+        ]
+        sql = f"SELECT {', '.join(columns)} FROM runs WHERE {' AND '.join(conditions)}"
         return sql, values
 
     def prepare(
@@ -175,33 +181,33 @@ class Scope:
             self.parent_id = resolve_run(con, self.children_of, project=self.project)
         if self.where is not None:
             check_predicate(self.where)
-        base, values = self.base_sql()
+        # Types and keys come from the raw events of the project (partition-pruned),
+        # not from the folded scope: folding the runs twice would double the cost, and a
+        # key's type only has to be one its values cast to.
+        values: dict[str, Any] = {"project": self.project}
+        in_project = "($project IS NULL OR project = $project)"
         need_all_params = self.where is not None and "params" in self.where
         keys = None if need_all_params else list(wanted_params)
-        if keys == []:
-            self.param_types = {}
-        else:
+        self.param_types = {}
+        if keys != []:
             key_filter = "" if keys is None else "AND key IN (SELECT unnest($keys))"
             if keys is not None:
-                values = {**values, "keys": keys}
+                values["keys"] = keys
             rows = con.execute(
-                f"""SELECT key, list(DISTINCT value_type) FROM params
-                WHERE run_id IN (SELECT run_id FROM ({base})) {key_filter}
-                GROUP BY key ORDER BY key""",
+                f"""SELECT key, list(DISTINCT value_type) FROM events_params
+                WHERE {in_project} {key_filter} GROUP BY key ORDER BY key""",
                 values,
             ).fetchall()
             self.param_types = {key: _sql_type(types) for key, types in rows}
-        for key in wanted_params:  # asked for but never logged in scope: NULL column
+        for key in wanted_params:  # asked for but never logged: a NULL column
             self.param_types.setdefault(key, "VARCHAR")
         self.tag_keys = list(wanted_tags)
         if self.where is not None and "tags" in self.where:
-            base, values = self.base_sql()
             self.tag_keys += [
                 row[0]
                 for row in con.execute(
-                    f"""SELECT DISTINCT key FROM tags
-                    WHERE run_id IN (SELECT run_id FROM ({base})) ORDER BY key""",
-                    values,
+                    f"SELECT DISTINCT key FROM events_tags WHERE {in_project} ORDER BY key",
+                    {"project": self.project},
                 ).fetchall()
                 if row[0] not in wanted_tags
             ]
@@ -267,7 +273,8 @@ class Scope:
         tags = ", ".join(f"tags.{k}" for k in self.tag_keys) or "(none)"
         return QueryError(
             f"--where {self.where!r} failed: {message}. Run columns: "
-            f"{', '.join(c.strip(chr(34)) for c in RUN_COLUMNS)}; params: {known}; tags: {tags}"
+            f"{', '.join(c.strip(chr(34)) for c in RUN_COLUMNS + ENV_COLUMNS)}; params: {known}; "
+            f"tags: {tags}"
         )
 
 
