@@ -98,13 +98,7 @@ def _dig(facts: Any, path: Sequence[str]) -> Any:
     return facts
 
 
-def _column_labels(con: duckdb.DuckDBPyConnection, ids: list[str]) -> list[str]:
-    names = dict(
-        con.execute(
-            "SELECT run_id, name FROM runs WHERE run_id IN "
-            f"({', '.join(quote_literal(run_id) for run_id in ids)})"
-        ).fetchall()
-    )
+def _column_labels(ids: list[str], names: dict[str, str | None]) -> list[str]:
     labels = []
     for run_id in ids:
         label = names.get(run_id) or run_id[:12]
@@ -150,7 +144,7 @@ def diff(
         if len(set(ids)) < len(ids):
             raise InvalidValueError(f"The same run is given twice: {', '.join(runs)}")
         rows = _facts(con, ids, modes)
-        labels = _column_labels(con, ids)
+        labels = _column_labels(ids, rows.get(("run", "name"), {}))
     finally:
         if own:
             con.close()

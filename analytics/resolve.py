@@ -23,38 +23,43 @@ from ledger.errors import AmbiguousRunError, RunNotFoundError
 MIN_PREFIX = 4
 SHOWN = 5
 
-# Names come from the latest started/renamed event, as in the runs view.
-_NAMES_SQL = """
-SELECT run_id, name, experiment, project, start_time
-FROM (
-    SELECT
-        run_id,
-        arg_max(name, ts) FILTER (WHERE event IN ('started', 'renamed')) AS name,
-        arg_min(experiment, ts) FILTER (WHERE event = 'started') AS experiment,
-        any_value(project) AS project,
-        min(ts) FILTER (WHERE event = 'started') AS start_time
-    FROM events_runs
-    WHERE run_id IN (
-        SELECT run_id FROM events_runs WHERE event IN ('started', 'renamed') AND name = $name
-    )
-    GROUP BY run_id
-)
-WHERE name = $name
-  AND ($experiment IS NULL OR experiment = $experiment)
-  AND ($project IS NULL OR project = $project)
-  AND start_time IS NOT NULL
-ORDER BY start_time
-"""
-
-_PREFIX_SQL = """
+# One scan finds every run the reference could mean (by name or by id prefix); only
+# those candidates are then folded, through a literal id list the Parquet scan can prune.
+_CANDIDATES_SQL = """
 SELECT DISTINCT run_id
 FROM events_runs
-WHERE event = 'started' AND starts_with(run_id, $prefix)
-  AND ($experiment IS NULL OR experiment = $experiment)
-  AND ($project IS NULL OR project = $project)
-ORDER BY run_id
-LIMIT 50
+WHERE (event IN ('started', 'renamed') AND name = $name)
+   OR ($prefix IS NOT NULL AND event = 'started' AND starts_with(run_id, $prefix))
+LIMIT 1000
 """
+
+# Names come from the latest started/renamed event, as in the runs view.
+_FOLD_SQL = """
+SELECT
+    run_id,
+    arg_max(name, ts) FILTER (WHERE event IN ('started', 'renamed')) AS name,
+    arg_min(experiment, ts) FILTER (WHERE event = 'started') AS experiment,
+    any_value(project) AS project,
+    min(ts) FILTER (WHERE event = 'started') AS start_time
+FROM events_runs
+WHERE run_id IN ({ids})
+GROUP BY run_id
+HAVING start_time IS NOT NULL
+ORDER BY start_time, run_id
+"""
+
+
+def _candidates(
+    cursor: duckdb.DuckDBPyConnection, ref: str, prefix: str | None
+) -> list[tuple[str, str | None, str | None, str | None]]:
+    ids = [
+        row[0]
+        for row in cursor.execute(_CANDIDATES_SQL, {"name": ref, "prefix": prefix}).fetchall()
+    ]
+    if not ids:
+        return []
+    listed = ", ".join("'" + run_id.replace("'", "''") + "'" for run_id in ids)
+    return [row[:4] for row in cursor.execute(_FOLD_SQL.format(ids=listed)).fetchall()]
 
 
 def _describe(rows: list[tuple]) -> str:
@@ -84,15 +89,23 @@ def resolve_run(
     scope = {"experiment": experiment, "project": project}
     cursor = con.cursor()
     try:
-        by_name = cursor.execute(_NAMES_SQL, {"name": ref, **scope}).fetchall()
+        hexlike = len(ref) >= MIN_PREFIX and all(ch in "0123456789abcdef" for ch in ref.lower())
+        prefix = ref.lower() if hexlike else None
+        rows = [
+            row
+            for row in _candidates(cursor, ref, prefix)
+            if (experiment is None or row[2] == experiment)
+            and (project is None or row[3] == project)
+        ]
+        by_name = [(row[0], row[1], row[2]) for row in rows if row[1] == ref]
         if len(by_name) > 1:
             raise AmbiguousRunError(
                 f"Run name {ref!r} matches {len(by_name)} runs: {_describe(by_name)}; "
                 "give an id (prefix) or --experiment"
             )
-        by_prefix: list[tuple] = []
-        if len(ref) >= MIN_PREFIX and all(ch in "0123456789abcdef" for ch in ref.lower()):
-            by_prefix = cursor.execute(_PREFIX_SQL, {"prefix": ref.lower(), **scope}).fetchall()
+        by_prefix = sorted(
+            (row[0],) for row in rows if prefix is not None and row[0].startswith(prefix)
+        )
         exact = [row for row in by_prefix if row[0] == ref.lower()]
         if exact:
             return exact[0][0]
@@ -107,7 +120,8 @@ def resolve_run(
             return by_prefix[0][0]
         if by_prefix:
             raise AmbiguousRunError(
-                f"Run id prefix {ref!r} matches {len(by_prefix)} runs: "
+                f"Run id prefix {ref!r} matches {len(by_prefix)}"
+                f"{'+' if len(by_prefix) >= 1000 else ''} runs: "
                 f"{_describe(by_prefix)}; give more characters"
             )
         if "/" in ref and experiment is None:
