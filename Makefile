@@ -23,6 +23,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_logging.py
+	$(BIN)/python benchmarks/bench_queries.py
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
