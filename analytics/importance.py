@@ -89,6 +89,28 @@ def _typed(text: str | None, value_type: str | None) -> Any:
     return text
 
 
+def _runs_with_values(
+    con: duckdb.DuckDBPyConnection, ctes: str, values: dict[str, Any], value_col: str
+) -> list[tuple[Any, ...]]:
+    """(run_id, metric value or None, distributions tag or None) per run in scope, in
+    start order (the order Optuna numbered the trials)."""
+    return con.execute(
+        f"""{ctes},
+        dist AS (
+            SELECT run_id, arg_max_null(value, ts) AS value FROM events_tags
+            WHERE key = $dist_tag AND run_id IN (SELECT run_id FROM selected)
+            GROUP BY run_id
+        )
+        SELECT s.run_id, m.{value_col} AS value, dist.value
+        FROM selected s
+        LEFT JOIN (SELECT * FROM {summaries_sql(con)} WHERE key = $metric) m
+            ON m.run_id = s.run_id
+        LEFT JOIN dist ON dist.run_id = s.run_id
+        ORDER BY s.start_time, s.run_id""",
+        values,
+    ).fetchall()
+
+
 def load_trials(
     con: duckdb.DuckDBPyConnection, scope: Scope, *, metric: str, mode: str, agg: str
 ) -> Trials:
@@ -104,16 +126,12 @@ def load_trials(
     ctes, values = scope.candidates_sql()
     value_col, _ = value_columns(agg, mode)
     values = {**values, "metric": metric, "dist_tag": DISTRIBUTIONS_TAG}
-    runs = con.execute(
-        f"""{ctes}
-        SELECT s.run_id, m.{value_col} AS value,
-               (SELECT value FROM tags t WHERE t.run_id = s.run_id AND t.key = $dist_tag)
-        FROM selected s
-        LEFT JOIN (SELECT * FROM {summaries_sql(con)} WHERE key = $metric) m
-            ON m.run_id = s.run_id
-        ORDER BY s.start_time, s.run_id""",
-        values,
-    ).fetchall()
+    try:
+        runs = _runs_with_values(con, ctes, values, value_col)
+    except duckdb.Error as exc:
+        if scope.where is not None:
+            raise scope.explain_error(exc, con) from exc
+        raise
     kept = [row for row in runs if row[1] is not None and math.isfinite(row[1])]
     no_metric = sum(1 for row in runs if row[1] is None)
     run_ids = [row[0] for row in kept]

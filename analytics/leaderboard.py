@@ -239,7 +239,7 @@ ORDER BY {order}, {label}
         frame = fetch_frame(con, sql, values)
     except duckdb.Error as exc:
         if scope.where is not None:
-            raise scope.explain_error(exc) from exc
+            raise scope.explain_error(exc, con) from exc
         raise QueryError(str(exc)) from exc
     if frame.height == 0:
         known = known_metrics(con)

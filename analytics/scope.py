@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -186,8 +187,10 @@ class Scope:
         # key's type only has to be one its values cast to.
         values: dict[str, Any] = {"project": self.project}
         in_project = "($project IS NULL OR project = $project)"
-        need_all_params = self.where is not None and "params" in self.where
-        keys = None if need_all_params else list(wanted_params)
+        keys: list[str] | None = list(wanted_params)
+        if self.where is not None and "params" in self.where:
+            mentioned = referenced_keys(self.where, "params")
+            keys = None if mentioned is None else list(dict.fromkeys(keys + mentioned))
         self.param_types = {}
         if keys != []:
             key_filter = "" if keys is None else "AND key IN (SELECT unnest($keys))"
@@ -202,7 +205,10 @@ class Scope:
         for key in wanted_params:  # asked for but never logged: a NULL column
             self.param_types.setdefault(key, "VARCHAR")
         self.tag_keys = list(wanted_tags)
-        if self.where is not None and "tags" in self.where:
+        mentioned_tags = referenced_keys(self.where or "", "tags")
+        if mentioned_tags is not None:
+            self.tag_keys += [key for key in mentioned_tags if key not in self.tag_keys]
+        elif self.where is not None:
             self.tag_keys += [
                 row[0]
                 for row in con.execute(
@@ -216,22 +222,29 @@ class Scope:
         """CTEs ending in ``selected``: one row per run in scope that passes ``where``,
         with run columns, a typed ``params`` struct and a ``tags`` struct."""
         base, values = self.base_sql()
+        # Pivot straight from the raw events, only the keys needed, in one aggregation
+        # (first value of a param wins, latest of a tag; a deleted tag is NULL), as the
+        # params and tags views define them.
         param_fields = [
-            f"max(TRY_CAST(value AS {sql_type})) FILTER (WHERE key = {_literal(key)}) "
+            f"TRY_CAST(arg_min(value, ts) FILTER (WHERE key = {_literal(key)}) AS {sql_type}) "
             f"AS {quote_identifier(key)}"
             for key, sql_type in self.param_types.items()
         ]
         tag_fields = [
-            f"max(value) FILTER (WHERE key = {_literal(key)}) AS {quote_identifier(key)}"
+            f"arg_max_null(value, ts) FILTER (WHERE key = {_literal(key)}) "
+            f"AS {quote_identifier(key)}"
             for key in self.tag_keys
         ]
+        param_keys = ", ".join(_literal(key) for key in self.param_types)
+        tag_keys = ", ".join(_literal(key) for key in self.tag_keys)
         ctes = [f"scope AS ({base})"]
         params_struct = tags_struct = "NULL"
         joins = ""
         if param_fields:
             ctes.append(
-                f"p AS (SELECT run_id, {', '.join(param_fields)} FROM params "
-                "WHERE run_id IN (SELECT run_id FROM scope) GROUP BY run_id)"
+                f"p AS (SELECT run_id, {', '.join(param_fields)} FROM events_params "
+                f"WHERE key IN ({param_keys}) AND run_id IN (SELECT run_id FROM scope) "
+                "GROUP BY run_id)"
             )
             params_struct = (
                 "struct_pack("
@@ -243,8 +256,9 @@ class Scope:
             joins += " LEFT JOIN p ON p.run_id = scope.run_id"
         if tag_fields:
             ctes.append(
-                f"t AS (SELECT run_id, {', '.join(tag_fields)} FROM tags "
-                "WHERE run_id IN (SELECT run_id FROM scope) GROUP BY run_id)"
+                f"t AS (SELECT run_id, {', '.join(tag_fields)} FROM events_tags "
+                f"WHERE key IN ({tag_keys}) AND run_id IN (SELECT run_id FROM scope) "
+                "GROUP BY run_id)"
             )
             tags_struct = (
                 "struct_pack("
@@ -266,16 +280,47 @@ class Scope:
         ctes.append(f"selected AS (SELECT * FROM candidates WHERE {where})")
         return "WITH " + ",\n".join(ctes), values
 
-    def explain_error(self, exc: duckdb.Error) -> QueryError:
-        """A readable error for a predicate that parsed but does not bind or run."""
+    def explain_error(
+        self, exc: duckdb.Error, con: duckdb.DuckDBPyConnection | None = None
+    ) -> QueryError:
+        """A readable error for a predicate that parsed but does not bind or run: names
+        the run columns and the param and tag keys the store has."""
         message = _first_line(exc)
-        known = ", ".join(f"params.{k}" for k in self.param_types) or "(none)"
-        tags = ", ".join(f"tags.{k}" for k in self.tag_keys) or "(none)"
+        params, tags = list(self.param_types), list(self.tag_keys)
+        if con is not None:
+            project = {"project": self.project}
+            in_project = "($project IS NULL OR project = $project)"
+            params, tags = (
+                [
+                    row[0]
+                    for row in con.execute(
+                        f"SELECT DISTINCT key FROM events_{kind} WHERE {in_project} ORDER BY key",
+                        project,
+                    ).fetchall()
+                ]
+                for kind in ("params", "tags")
+            )
+        known = ", ".join(f"params.{k}" for k in params) or "(none)"
+        tag_text = ", ".join(f"tags.{k}" for k in tags) or "(none)"
+        columns = ", ".join(c.strip(chr(34)) for c in RUN_COLUMNS + ENV_COLUMNS)
         return QueryError(
-            f"--where {self.where!r} failed: {message}. Run columns: "
-            f"{', '.join(c.strip(chr(34)) for c in RUN_COLUMNS + ENV_COLUMNS)}; params: {known}; "
-            f"tags: {tags}"
+            f"--where {self.where!r} failed: {message}. Run columns: {columns}; "
+            f"params: {known}; tags: {tag_text}"
         )
+
+
+def referenced_keys(predicate: str, struct: str) -> list[str] | None:
+    """Keys ``predicate`` reads as ``<struct>.<key>``; None when it uses ``struct``
+    another way (``params['lr']``, a subquery over the params view...)."""
+    word = re.compile(rf"\b{struct}\b", re.IGNORECASE)
+    field = re.compile(rf'\b{struct}\s*\.\s*("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)', re.I)
+    keys = [
+        name[1:-1].replace('""', '"') if name.startswith('"') else name
+        for name in field.findall(predicate)
+    ]
+    if len(word.findall(predicate)) != len(keys):
+        return None
+    return list(dict.fromkeys(keys))
 
 
 def _literal(text: str) -> str:

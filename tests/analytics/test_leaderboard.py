@@ -139,3 +139,25 @@ def test_python_api_is_lazy_and_the_same_function(board):
 def test_empty_store_gives_unknown_metric(empty_store):
     with pytest.raises(InvalidValueError, match=r"Known: \(none\)"):
         leaderboard(empty_store, metric="val_acc")
+
+
+def test_referenced_keys_limits_the_pivot():
+    from ledger.analytics.scope import referenced_keys
+
+    assert referenced_keys("params.lr < 1 OR params.\"odd key\" = 'x'", "params") == [
+        "lr",
+        "odd key",
+    ]
+    assert referenced_keys("run_id IN (SELECT run_id FROM params)", "params") is None
+    assert referenced_keys("status = 'failed'", "tags") == []
+
+
+def test_where_on_a_quoted_param_and_a_subquery(board):
+    frame = leaderboard(
+        board.store,
+        metric="val_acc",
+        where="run_id IN (SELECT run_id FROM params WHERE key = 'depth' AND value = '4')",
+    )
+    assert _names(frame) == ["b"]
+    frame = leaderboard(board.store, metric="val_acc", where='params."depth" = 8')
+    assert _names(frame) == ["c"]
