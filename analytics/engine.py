@@ -10,6 +10,7 @@ statements, so ``ledger query`` cannot change the store.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import threading
@@ -225,9 +226,15 @@ def source_globs(store: Store, kind: str, *, include_archived: bool = False) -> 
 
 
 def _create_base_views(
-    con: duckdb.DuckDBPyConnection, store: Store, include_archived: bool = False
+    con: duckdb.DuckDBPyConnection,
+    store: Store,
+    include_archived: bool = False,
+    as_of: dt.datetime | None = None,
 ) -> None:
     state = _RemoteSources(store, listing_ttl(store))
+    # As of a moment, the store is simply the events written up to then (invariant 1:
+    # events are immutable, so every past state can be re-folded).
+    cutoff = "" if as_of is None else " WHERE ts <= getvariable('as_of')"
     statements = []
     # The lifecycle commit log exists on file-system stores only (lifecycle operations
     # refuse object stores), so only local files need its filter.
@@ -239,6 +246,8 @@ def _create_base_views(
         )
     for kind in events.KINDS:
         globs = source_globs(store, kind, include_archived=include_archived)
+        # Kept on the connection for readers that list files (metric summaries).
+        con.execute(f"SET VARIABLE globs_{kind} = $1::VARCHAR[]", [globs])
         local = [glob for glob in globs if not is_object_uri(glob)]
         parts = []
         if local:
@@ -263,9 +272,9 @@ def _create_base_views(
                 name = f"_ledger_source_{kind}_{len(state.sources)}"
                 state.sources.append((name, kind, glob))
                 parts.append(f"SELECT * FROM {quote_identifier(name)}")
-        statements.append(
-            f"CREATE OR REPLACE VIEW events_{kind} AS {' UNION ALL BY NAME '.join(parts)}"
-        )
+        union = " UNION ALL BY NAME ".join(parts)
+        body = f"SELECT * FROM ({union}){cutoff}" if cutoff else union
+        statements.append(f"CREATE OR REPLACE VIEW events_{kind} AS {body}")
     if state.sources:
         key = id(con)
         _remote[key] = state
@@ -300,12 +309,16 @@ def connect(
     stall_after: float | None = None,
     threads: int | None = None,
     include_archived: bool | None = None,
+    as_of: dt.datetime | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection over ``store`` with every view in place.
 
     Runs of this process that are still buffered are flushed first, so a script sees
     what it just logged. ``include_archived=True`` (default: ``$LEDGER_INCLUDE_ARCHIVED``)
     makes every view read the archive tier as well as the hot one.
+    With ``as_of`` (a timezone-aware datetime; naive means UTC)
+    every view shows the store as it stood at that moment: only events written up to
+    then count, and run status is judged at that moment.
 
     Raises:
         StoreError: the store cannot be initialised.
@@ -324,12 +337,16 @@ def connect(
     from ledger.analytics.pricing import set_pricing_variables
 
     set_pricing_variables(con, store_obj)
+    if as_of is not None:
+        if as_of.tzinfo is None:
+            as_of = as_of.replace(tzinfo=dt.timezone.utc)
+        con.execute("SET VARIABLE as_of = $1::TIMESTAMPTZ", [as_of])
     if include_archived is None:
         include_archived = os.environ.get(env.INCLUDE_ARCHIVED, "0") not in ("", "0", "false")
     for attempt in range(_VANISHED_RETRIES + 1):
         try:
             # Creating a view binds it, which globs and opens the files.
-            _create_base_views(con, store_obj, include_archived)
+            _create_base_views(con, store_obj, include_archived, as_of)
             _create_views(con)
             break
         except (duckdb.IOException, QueryError) as exc:

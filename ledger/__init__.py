@@ -48,7 +48,10 @@ from ledger.run import (
 
 if TYPE_CHECKING:
     from ledger.analytics.costs import record_cost, report_costs
+    from ledger.analytics.diff import diff
     from ledger.analytics.engine import connect, query
+    from ledger.analytics.importance import importance
+    from ledger.analytics.leaderboard import leaderboard
     from ledger.maintenance import archive, compact, purge, restore
 
 __version__ = "0.1.0"
@@ -63,6 +66,9 @@ _LAZY = {
     "archive": ("ledger.maintenance", "archive"),
     "restore": ("ledger.maintenance", "restore"),
     "purge": ("ledger.maintenance", "purge"),
+    "leaderboard": ("ledger.analytics.leaderboard", "leaderboard"),
+    "diff": ("ledger.analytics.diff", "diff"),
+    "importance": ("ledger.analytics.importance", "importance"),
 }
 
 # Resource sampling and energy metering follow every run; the adapter is imported at the
@@ -99,8 +105,11 @@ __all__ = [
     "archive",
     "compact",
     "connect",
+    "diff",
     "end_run",
     "flush",
+    "importance",
+    "leaderboard",
     "log",
     "log_artifact",
     "log_dataset",

@@ -53,3 +53,7 @@ class QueryError(LedgerError):
 
 class AdapterError(LedgerError, ValueError):
     """A foreign object (an Optuna study, a scikit-learn search) cannot be logged as given."""
+
+
+class AnalysisError(LedgerError):
+    """An analysis cannot be computed from the runs given (e.g. too few usable runs)."""

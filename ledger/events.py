@@ -20,7 +20,17 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 2
 
-KINDS = ("runs", "params", "metrics", "tags", "artifacts", "datasets", "system", "costs")
+KINDS = (
+    "runs",
+    "params",
+    "metrics",
+    "tags",
+    "artifacts",
+    "datasets",
+    "system",
+    "costs",
+    "summaries",
+)
 """Every event kind, in the order views are built."""
 
 HIGH_VOLUME_KINDS = ("metrics", "system")
@@ -152,6 +162,27 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("attrs", "string"),
     ],
 }
+
+# Per (run, key) summary of the points in ONE metrics file, written by the writer as that
+# file's twin (same partition, same file name under events/summaries/). Summaries merge
+# exactly across files (see ledger/summaries.py); readers use a summary only while its
+# metrics twin exists and fold the raw points of metrics files without one.
+COLUMNS["summaries"] = [
+    ("run_id", "string"),
+    ("key", "string"),
+    ("writer_id", "string"),
+    ("ts", _TS),
+    ("n_points", "int64"),
+    ("n_nan", "int64"),
+    ("last_value", "float64"),
+    ("last_step", "int64"),
+    ("last_ts", _TS),
+    ("last_seq", "int64"),
+    ("min_value", "float64"),
+    ("min_step", "int64"),
+    ("max_value", "float64"),
+    ("max_step", "int64"),
+]
 
 PARTITION_COLUMNS = (("project", "string"), ("date", "date32"))
 

@@ -539,7 +539,13 @@ def compact(
             source = txnlog.tier_store(store_obj, tier)
             hidden = txnlog.read_log(store_obj).hidden()
             groups: dict[tuple[str, str, str], list[FileEntry]] = defaultdict(list)
+            # Summaries are not compacted on their own: each compacted metrics file gets a
+            # fresh twin summary (Transaction.add_output) and its inputs' twins go with it.
+            twins: dict[tuple[str, str, str], FileEntry] = {}
             for entry in visible_files(store_obj, tier, None, hidden):
+                if entry.kind == "summaries":
+                    twins[(entry.project, entry.date, entry.name)] = entry
+                    continue
                 if project is not None and entry.project != project:
                     continue
                 if entry.size * 2 >= target or now - entry.mtime < age:
@@ -565,6 +571,9 @@ def compact(
                     txn.add_output(tier, kind, proj, date, table.slice(offset, per), "c")
                 for entry in group:
                     txn.add_input(tier, entry)
+                    twin = twins.get((entry.project, entry.date, entry.name))
+                    if kind == "metrics" and twin is not None:
+                        txn.add_input(tier, twin)
                 written = txn.commit(hook)
                 result.rows += table.num_rows
                 result.files_written += len(txn.outputs)

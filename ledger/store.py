@@ -70,6 +70,11 @@ _WRITE_OPTIONS: dict[str, dict[str, Any]] = {
             "value": "BYTE_STREAM_SPLIT",
         },
     },
+    "summaries": {
+        # last_value may be NaN: no statistics on float columns (see "metrics").
+        "write_statistics": ["run_id", "key", "writer_id", "ts", "last_step", "last_ts"],
+        "use_dictionary": ["run_id", "key", "writer_id"],
+    },
     "system": {
         "write_statistics": ["run_id", "ts", "writer_id", "seq", "device", "key"],
         "use_dictionary": ["run_id", "device", "key", "writer_id"],

@@ -338,6 +338,14 @@ class Transaction:
     ) -> Output:
         out = Output(tier, kind, project, date, self.output_name(prefix), table)
         self.outputs.append(out)
+        if kind == "metrics":
+            # Readers use a metric summary only beside its metrics file of the same name
+            # (ledger/summaries.py): give rewritten metrics files their twin in the same
+            # transaction, so compacted and archived runs stay fast to fold.
+            from ledger.summaries import summarize
+
+            twin = Output(tier, "summaries", project, date, out.name, summarize(table))
+            self.outputs.append(twin)
         return out
 
     def _records(self, state: str, with_inputs: bool) -> pa.Table:

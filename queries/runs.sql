@@ -1,7 +1,8 @@
 -- One row per run, folded from its lifecycle events (DESIGN.md invariant 7).
 -- A run is ended when its latest finished/failed/killed event is not older than its
 -- latest start or resume; an open run whose heartbeats stopped for longer than
--- getvariable('stall_after_s') shows as 'stalled'.
+-- getvariable('stall_after_s') shows as 'stalled'. "Now" is getvariable('as_of') when a
+-- connection looks at the store as of a past moment (connect(as_of=...)).
 CREATE OR REPLACE VIEW runs AS
 WITH folded AS (
     SELECT
@@ -36,7 +37,8 @@ classified AS (
     SELECT
         *,
         last_end IS NOT NULL AND last_end >= last_open AS ended,
-        last_heartbeat < now() - to_seconds(getvariable('stall_after_s')) AS silent
+        last_heartbeat < coalesce(CAST(getvariable('as_of') AS TIMESTAMPTZ), now())
+            - to_seconds(getvariable('stall_after_s')) AS silent
     FROM folded
 )
 SELECT
@@ -49,8 +51,11 @@ SELECT
     start_time,
     CASE WHEN ended THEN last_end END AS end_time,
     epoch(
-        coalesce(CASE WHEN ended THEN last_end WHEN silent THEN last_heartbeat END, now())
-        - start_time
+        coalesce(
+            CASE WHEN ended THEN last_end WHEN silent THEN last_heartbeat END,
+            CAST(getvariable('as_of') AS TIMESTAMPTZ),
+            now()
+        ) - start_time
     ) AS duration_s,
     "user",
     host,

@@ -106,3 +106,17 @@ def test_wheel_ships_the_mapped_packages_and_sql(tmp_path):
         cwd=tmp_path,
     )
     assert int(out.stdout) >= 10
+
+
+def test_a_flush_of_only_nan_points_writes_and_summarises(store_path):
+    import math
+
+    with ledger.start_run("p", store=store_path) as run:
+        run.log_metric("loss", math.nan, step=0)
+        assert writer_for(run.store).flush() is True
+    row = ledger.query(
+        "SELECT n_points, min_value, max_value FROM latest_metrics", store=store_path
+    ).row(0)
+    assert row == (1, None, None)
+    board = ledger.leaderboard(store_path, metric="loss")
+    assert board.height == 1

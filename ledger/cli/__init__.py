@@ -65,6 +65,7 @@ def main() -> None:
 
 # Each import registers that area's verbs.
 from ledger.cli import (  # noqa: E402,F401
+    analytics,
     core,
     costs,
     lifecycle,

@@ -1,0 +1,238 @@
+"""What differs between runs: params, tags, environment, data sets, seeds and metrics.
+
+One row per fact (``section``, ``key``) and one column per run, values as text so
+numbers, hashes and versions sit side by side. Only rows where the runs disagree are
+kept unless ``all=True`` (a fact one run lacks counts as a difference).
+
+Metrics show three rows each: ``<key>.last`` (value at the latest step),
+``<key>.best`` and ``<key>.best_step``. "Best" is the minimum for keys that look like
+losses or errors (:data:`LOWER_IS_BETTER` words) and the maximum otherwise;
+``modes={"key": "min"}`` overrides it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+from ledger.analytics.engine import connect, fetch_frame, quote_literal
+from ledger.analytics.resolve import resolve_runs
+from ledger.analytics.summaries import summaries_sql
+
+from ledger.errors import InvalidValueError
+from ledger.store import Store
+
+if TYPE_CHECKING:
+    import polars as pl
+
+LOWER_IS_BETTER = re.compile(
+    r"(loss|err|error|mse|mae|rmse|perplexity|ppl|wer|cer|nll|regret|latency|time|cost)",
+    re.IGNORECASE,
+)
+ENV_FIELDS = (
+    ("git.commit", ("git", "commit")),
+    ("git.branch", ("git", "branch")),
+    ("git.dirty", ("git", "dirty")),
+    ("git.diff_sha256", ("git", "diff_sha256")),
+    ("python.version", ("python", "version")),
+    ("python.implementation", ("python", "implementation")),
+    ("host.hostname", ("host", "hostname")),
+    ("host.os", ("host", "os")),
+    ("host.machine", ("host", "machine")),
+    ("host.cpu_model", ("host", "cpu_model")),
+    ("host.cpu_count", ("host", "cpu_count")),
+    ("cwd", ("cwd",)),
+)
+RUN_FIELDS = (
+    "name",
+    "project",
+    "experiment",
+    "status",
+    "parent_run_id",
+    "start_time",
+    "duration_s",
+    "user",
+    "host",
+    "command",
+    "exit_code",
+    "message",
+)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ", timespec="seconds")
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def metric_mode(key: str, modes: Mapping[str, str] | None = None) -> str:
+    """``min`` or ``max``: which way is better for ``key``."""
+    if modes and key in modes:
+        return modes[key]
+    return "min" if LOWER_IS_BETTER.search(key) else "max"
+
+
+def _dig(facts: Any, path: Sequence[str]) -> Any:
+    for part in path:
+        if not isinstance(facts, dict):
+            return None
+        facts = facts.get(part)
+    return facts
+
+
+def _column_labels(ids: list[str], names: dict[str, str | None]) -> list[str]:
+    labels = []
+    for run_id in ids:
+        label = names.get(run_id) or run_id[:12]
+        if label in labels or sum(1 for i in ids if names.get(i) == names.get(run_id)) > 1:
+            label = f"{label} ({run_id[-8:]})"
+        labels.append(label)
+    return labels
+
+
+def diff(
+    store: str | os.PathLike[str] | Store | None = None,
+    *,
+    runs: Sequence[str],
+    experiment: str | None = None,
+    project: str | None = None,
+    all: bool = False,
+    modes: Mapping[str, str] | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pl.DataFrame:
+    """Compare two or more runs side by side.
+
+    Args:
+        runs: run ids, unique id prefixes or names (names within ``experiment``).
+        all: keep rows where every run agrees too.
+        modes: per metric ``min``/``max`` for "best" (default: guessed from the key).
+
+    Returns:
+        Columns ``section`` (run, param, tag, env, package, dataset, seed, metric),
+        ``key`` and one column per run, labelled by run name.
+
+    Raises:
+        InvalidValueError: fewer than two runs, or the same run twice.
+        RunNotFoundError, AmbiguousRunError: a reference does not name exactly one run.
+    """
+    if len(runs) < 2:
+        raise InvalidValueError(f"diff needs at least two runs, got {len(runs)}")
+    own = con is None
+    if own:
+        con = connect(store)
+    assert con is not None
+    try:
+        ids = resolve_runs(con, runs, experiment, project=project)
+        if len(set(ids)) < len(ids):
+            raise InvalidValueError(f"The same run is given twice: {', '.join(runs)}")
+        rows = _facts(con, ids, modes)
+        labels = _column_labels(ids, rows.get(("run", "name"), {}))
+    finally:
+        if own:
+            con.close()
+    import polars as pl
+
+    records = []
+    for (section, key), values in rows.items():
+        cells = [values.get(run_id) for run_id in ids]
+        if not all and len(set(cells)) == 1:
+            continue
+        records.append([section, key, *cells])
+    schema = {"section": pl.Utf8, "key": pl.Utf8, **{label: pl.Utf8 for label in labels}}
+    return pl.DataFrame(records, schema=schema, orient="row")
+
+
+def _facts(
+    con: duckdb.DuckDBPyConnection, ids: list[str], modes: Mapping[str, str] | None
+) -> dict[tuple[str, str], dict[str, str | None]]:
+    rows: dict[tuple[str, str], dict[str, str | None]] = {}
+
+    def put(section: str, key: str, run_id: str, value: Any) -> None:
+        rows.setdefault((section, key), {})[run_id] = _text(value)
+
+    # A literal IN list (ids come from the resolver) lets DuckDB push the filter into
+    # the Parquet scans and skip row groups by their run_id statistics.
+    bound = None
+    in_ids = f"run_id IN ({', '.join(quote_literal(run_id) for run_id in ids)})"
+    columns = ", ".join(f'"{c}"' for c in RUN_FIELDS)
+    run_frame = fetch_frame(
+        con, f"SELECT run_id, {columns}, seeds, environment FROM runs WHERE {in_ids}", bound
+    )
+    for record in run_frame.iter_rows(named=True):
+        run_id = record["run_id"]
+        for name in RUN_FIELDS:
+            value = record[name]
+            if name == "duration_s" and value is not None:
+                value = round(value, 3)
+            put("run", name, run_id, value)
+        environment = json.loads(record["environment"]) if record["environment"] else {}
+        for label, path in ENV_FIELDS:
+            put("env", label, run_id, _dig(environment, path))
+        gpus = environment.get("gpus")
+        if gpus:
+            put(
+                "env",
+                "gpus",
+                run_id,
+                [g.get("name", g) if isinstance(g, dict) else g for g in gpus],
+            )
+        for package, version in (environment.get("packages") or {}).items():
+            put("package", package, run_id, version)
+        seeds = json.loads(record["seeds"]) if record["seeds"] else {}
+        for name, value in seeds.items():
+            put("seed", name, run_id, value)
+    for run_id, key, value in con.execute(
+        f"SELECT run_id, key, value FROM params WHERE {in_ids}", bound
+    ).fetchall():
+        put("param", key, run_id, value)
+    for run_id, key, value in con.execute(
+        f"SELECT run_id, key, value FROM tags WHERE {in_ids}", bound
+    ).fetchall():
+        put("tag", key, run_id, value)
+    for run_id, name, context, sha, n_rows, n_cols in con.execute(
+        f"""SELECT run_id, name, context, sha256, rows, columns FROM datasets WHERE {in_ids}
+        QUALIFY row_number() OVER (PARTITION BY run_id, name, context ORDER BY ts DESC) = 1""",
+        bound,
+    ).fetchall():
+        label = name if not context else f"{name} ({context})"
+        shape = f" [{n_rows}x{n_cols}]" if n_rows is not None else ""
+        put("dataset", label, run_id, f"{sha}{shape}")
+    summaries = con.execute(
+        f"""SELECT run_id, key, last_value, min_value, min_step, max_value, max_step
+        FROM {summaries_sql(con)} WHERE {in_ids} ORDER BY key""",
+        bound,
+    ).fetchall()
+    for run_id, key, last, low, low_step, high, high_step in summaries:
+        best, step = (low, low_step) if metric_mode(key, modes) == "min" else (high, high_step)
+        put("metric", f"{key}.last", run_id, last)
+        put("metric", f"{key}.best", run_id, best)
+        put("metric", f"{key}.best_step", run_id, step)
+    order = {
+        "run": 0,
+        "param": 1,
+        "tag": 2,
+        "metric": 3,
+        "dataset": 4,
+        "seed": 5,
+        "env": 6,
+        "package": 7,
+    }
+    return dict(sorted(rows.items(), key=lambda item: (order[item[0][0]], item[0][1])))

@@ -1,0 +1,260 @@
+"""Leaderboards: which runs did best on a metric, ranked by their best value.
+
+MLflow ranks by a metric's last value only; here ``agg`` picks last, best (by
+``mode``), min or max, and each row shows the step where that value was reached. The
+scope (project, experiment, children of a sweep, a full-SQL ``where``) comes from
+:mod:`ledger.analytics.scope`; ``as_of`` re-folds the store as it stood at a moment.
+
+NaN points never win best/min/max; a run whose ranked value is NaN (e.g. the last
+point) ranks after every number. Runs that never logged the metric are left out. Ties
+share a rank (SQL ``rank()``); among them the earlier-started run is listed first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import duckdb
+from ledger.analytics.engine import connect, fetch_frame, quote_identifier
+from ledger.analytics.scope import RUN_COLUMNS, Scope, parse_as_of
+from ledger.analytics.summaries import summaries_sql
+
+from ledger.errors import InvalidValueError, QueryError
+from ledger.store import Store
+
+if TYPE_CHECKING:
+    import polars as pl
+
+MODES = ("max", "min")
+AGGS = ("best", "last", "min", "max")
+GROUP_COLUMNS = ("project", "experiment", "status", "user", "host", "git_commit", "git_branch")
+
+
+def value_columns(agg: str, mode: str) -> tuple[str, str]:
+    """The ``metric_summaries`` columns holding the value and its step for ``agg``."""
+    if agg == "best":
+        agg = mode
+    return {
+        "last": ("last_value", "last_step"),
+        "min": ("min_value", "min_step"),
+        "max": ("max_value", "max_step"),
+    }[agg]
+
+
+def check_choices(mode: str, agg: str) -> None:
+    """Raises InvalidValueError for an unknown mode or agg."""
+    if mode not in MODES:
+        raise InvalidValueError(f"Unknown mode {mode!r}. Known: {', '.join(MODES)}")
+    if agg not in AGGS:
+        raise InvalidValueError(f"Unknown agg {agg!r}. Known: {', '.join(AGGS)}")
+
+
+def parse_group_by(group_by: str) -> tuple[str, str]:
+    """``param:KEY`` / ``tag:KEY`` / a run column -> (kind, name).
+
+    Raises:
+        InvalidValueError: anything else.
+    """
+    kind, sep, name = group_by.partition(":")
+    if sep and kind in ("param", "tag") and name:
+        return kind, name
+    if not sep and group_by in GROUP_COLUMNS:
+        return "column", group_by
+    raise InvalidValueError(
+        f"Unknown --group-by {group_by!r}. Use param:KEY, tag:KEY or one of "
+        f"{', '.join(GROUP_COLUMNS)}"
+    )
+
+
+def _split(names: str | Sequence[str] | None) -> list[str]:
+    if names is None:
+        return []
+    if isinstance(names, str):
+        names = names.split(",")
+    return [name.strip() for name in names if name.strip()]
+
+
+def leaderboard(
+    store: str | os.PathLike[str] | Store | None = None,
+    *,
+    metric: str,
+    mode: str = "max",
+    agg: str = "best",
+    project: str | None = None,
+    experiment: str | None = None,
+    where: str | None = None,
+    top: int | None = 10,
+    params: str | Sequence[str] | None = None,
+    group_by: str | None = None,
+    children_of: str | None = None,
+    as_of: str | dt.datetime | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pl.DataFrame:
+    """Rank runs by ``metric`` (see the module doc for the rules).
+
+    Args:
+        metric: metric key to rank by.
+        mode: ``max`` (higher is better) or ``min``.
+        agg: ``best`` (max or min by ``mode``), ``last``, ``min`` or ``max``.
+        project, experiment: limit to runs of these.
+        where: SQL condition over run columns, ``params.<key>``, ``tags.<key>``.
+        top: at most this many rows (groups with ``group_by``); None for all.
+        params: param keys to show as ``params.<key>`` columns (list or "a,b").
+        group_by: ``param:KEY``, ``tag:KEY`` or a run column: one row per group with
+            the group's best run, its value, the mean and standard deviation and the
+            run count.
+        children_of: only the child runs of this run (id, prefix or name).
+        as_of: look at the store as it stood then (datetime, ISO text, or "2h" ago).
+        con: an open connection to reuse (ignored when ``as_of`` is given).
+
+    Returns:
+        rank, run_id, name, experiment, status, <metric>, step, n_points, duration_s,
+        start_time, params.<key>..., cost_usd (when any run has costs).
+
+    Raises:
+        InvalidValueError: unknown mode/agg/group-by, negative top.
+        QueryError: a bad ``where``.
+        RunNotFoundError, AmbiguousRunError: ``children_of`` does not name one run.
+    """
+    check_choices(mode, agg)
+    if top is not None and top < 0:
+        raise InvalidValueError(f"--top must not be negative, got {top}")
+    moment = parse_as_of(as_of)
+    own = con is None or moment is not None
+    if own:
+        con = connect(store, as_of=moment)
+    assert con is not None
+    try:
+        return _leaderboard(
+            con,
+            metric=metric,
+            mode=mode,
+            agg=agg,
+            scope=Scope(
+                project=project, experiment=experiment, children_of=children_of, where=where
+            ),
+            top=top,
+            params=_split(params),
+            group_by=group_by,
+        )
+    finally:
+        if own:
+            con.close()
+
+
+def _leaderboard(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    metric: str,
+    mode: str,
+    agg: str,
+    scope: Scope,
+    top: int | None,
+    params: list[str],
+    group_by: str | None,
+) -> pl.DataFrame:
+    group = parse_group_by(group_by) if group_by else None
+    wanted_params = list(params) + ([group[1]] if group and group[0] == "param" else [])
+    wanted_tags = [group[1]] if group and group[0] == "tag" else []
+    if group and group[0] == "column":
+        scope.extra_columns.append(group[1])
+    scope.prepare(con, wanted_params, wanted_tags)
+    ctes, values = scope.candidates_sql()
+    value_col, step_col = value_columns(agg, mode)
+    direction = "DESC" if mode == "max" else "ASC"
+    values = {**values, "metric": metric}
+    # NaN sorts above every number in DuckDB; rank on NULL instead so it goes last.
+    rank_value = "CASE WHEN isnan(m.value) THEN NULL ELSE m.value END"
+    body = f"""{ctes},
+m AS (
+    SELECT run_id, {value_col} AS value, {step_col} AS step, n_points
+    FROM {summaries_sql(con)}
+    WHERE key = $metric AND run_id IN (SELECT run_id FROM selected)
+),
+c AS (
+    SELECT run_id, sum(cost_usd) AS cost_usd
+    FROM costs WHERE run_id IN (SELECT run_id FROM m) GROUP BY run_id
+),
+ranked AS (
+    SELECT
+        selected.*,
+        m.value,
+        m.step,
+        m.n_points,
+        c.cost_usd,
+        {rank_value} AS rank_value
+    FROM selected JOIN m ON m.run_id = selected.run_id
+    LEFT JOIN c ON c.run_id = selected.run_id
+)"""
+    limit = "" if top is None else f"LIMIT {int(top)}"
+    metric_col = quote_identifier(metric)
+    if group is None:
+        param_cols = "".join(
+            f", params.{quote_identifier(key)} AS {quote_identifier('params.' + key)}"
+            for key in params
+        )
+        sql = f"""{body}
+SELECT
+    rank() OVER (ORDER BY rank_value {direction} NULLS LAST) AS rank,
+    run_id, name, experiment, status,
+    value AS {metric_col}, step, n_points,
+    duration_s, start_time{param_cols}, cost_usd
+FROM ranked
+ORDER BY rank_value {direction} NULLS LAST, start_time, run_id
+{limit}"""
+    else:
+        kind, name = group
+        key_expr = (
+            f"params.{quote_identifier(name)}"
+            if kind == "param"
+            else f"tags.{quote_identifier(name)}"
+            if kind == "tag"
+            else quote_identifier(name)
+        )
+        label = quote_identifier(f"{kind}:{name}" if kind != "column" else name)
+        best = "max" if mode == "max" else "min"
+        # Among tied groups' best runs, the earlier-started one wins (as in the ranking).
+        tie = "-epoch(start_time)" if mode == "max" else "epoch(start_time)"
+        order = f"({best}(rank_value)) {direction} NULLS LAST"
+        sql = f"""{body}
+SELECT
+    rank() OVER (ORDER BY {order}) AS rank,
+    {key_expr} AS {label},
+    count(*) AS runs,
+    {best}(rank_value) AS {metric_col},
+    avg(rank_value) AS mean,
+    stddev_samp(rank_value) AS std,
+    arg_{best}(run_id, (rank_value, {tie})) FILTER (WHERE rank_value IS NOT NULL)
+        AS best_run_id,
+    arg_{best}(name, (rank_value, {tie})) FILTER (WHERE rank_value IS NOT NULL) AS best_run,
+    sum(cost_usd) AS cost_usd
+FROM ranked
+GROUP BY {key_expr}
+ORDER BY {order}, {label}
+{limit}"""
+    try:
+        frame = fetch_frame(con, sql, values)
+    except duckdb.Error as exc:
+        if scope.where is not None:
+            raise scope.explain_error(exc, con) from exc
+        raise QueryError(str(exc)) from exc
+    if frame.height == 0:
+        known = known_metrics(con)
+        if metric not in known:
+            raise InvalidValueError(
+                f"Unknown metric {metric!r}. Known: {', '.join(sorted(known)) or '(none)'}"
+            )
+    if "cost_usd" in frame.columns and frame["cost_usd"].null_count() == frame.height:
+        frame = frame.drop("cost_usd")
+    return frame
+
+
+def known_metrics(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Metric keys present in the store (for error messages)."""
+    return [row[0] for row in con.execute("SELECT DISTINCT key FROM events_metrics").fetchall()]
+
+
+__all__ = ["AGGS", "MODES", "RUN_COLUMNS", "leaderboard", "value_columns"]

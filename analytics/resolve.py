@@ -1,0 +1,155 @@
+"""Turning what people type (an id, an id prefix, a run name) into run ids.
+
+Every verb that takes runs (``diff``, ``plot``, ``--children-of``, MLflow ids,
+``reproduce``) resolves them here, so the rules are the same everywhere:
+
+1. a full run id;
+2. a unique prefix of a run id (at least :data:`MIN_PREFIX` characters);
+3. a run name, within ``experiment`` (and ``project``) when given; ``EXPERIMENT/NAME``
+   also works when no run is literally named so.
+
+A prefix or name that matches several runs raises :class:`AmbiguousRunError` listing
+them; nothing matching raises :class:`RunNotFoundError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import duckdb
+
+from ledger.errors import AmbiguousRunError, RunNotFoundError
+
+MIN_PREFIX = 4
+SHOWN = 5
+
+# One scan finds every run the reference could mean (by name or by id prefix); only
+# those candidates are then folded, through a literal id list the Parquet scan can prune.
+_CANDIDATES_SQL = """
+SELECT DISTINCT run_id
+FROM events_runs
+WHERE (event IN ('started', 'renamed') AND name = $name)
+   OR ($prefix IS NOT NULL AND event = 'started' AND starts_with(run_id, $prefix))
+LIMIT 1000
+"""
+
+# Names come from the latest started/renamed event, as in the runs view.
+_FOLD_SQL = """
+SELECT
+    run_id,
+    arg_max(name, ts) FILTER (WHERE event IN ('started', 'renamed')) AS name,
+    arg_min(experiment, ts) FILTER (WHERE event = 'started') AS experiment,
+    any_value(project) AS project,
+    min(ts) FILTER (WHERE event = 'started') AS start_time
+FROM events_runs
+WHERE run_id IN ({ids})
+GROUP BY run_id
+HAVING start_time IS NOT NULL
+ORDER BY start_time, run_id
+"""
+
+
+def _candidates(
+    cursor: duckdb.DuckDBPyConnection, ref: str, prefix: str | None
+) -> list[tuple[str, str | None, str | None, str | None]]:
+    ids = [
+        row[0]
+        for row in cursor.execute(_CANDIDATES_SQL, {"name": ref, "prefix": prefix}).fetchall()
+    ]
+    if not ids:
+        return []
+    listed = ", ".join("'" + run_id.replace("'", "''") + "'" for run_id in ids)
+    return [row[:4] for row in cursor.execute(_FOLD_SQL.format(ids=listed)).fetchall()]
+
+
+def _describe(rows: list[tuple]) -> str:
+    shown = ", ".join(
+        f"{row[0]} ({row[2]}/{row[1]})" if len(row) > 2 else str(row[0]) for row in rows[:SHOWN]
+    )
+    more = f" and {len(rows) - SHOWN} more" if len(rows) > SHOWN else ""
+    return shown + more
+
+
+def resolve_run(
+    con: duckdb.DuckDBPyConnection,
+    ref: str,
+    *,
+    experiment: str | None = None,
+    project: str | None = None,
+) -> str:
+    """The run id ``ref`` names: a full id, a unique id prefix or a run name.
+
+    Raises:
+        RunNotFoundError: nothing matches.
+        AmbiguousRunError: the prefix or name matches several runs (they are listed).
+    """
+    ref = ref.strip()
+    if not ref:
+        raise RunNotFoundError("Empty run reference: give a run id, id prefix or name")
+    scope = {"experiment": experiment, "project": project}
+    cursor = con.cursor()
+    try:
+        hexlike = len(ref) >= MIN_PREFIX and all(ch in "0123456789abcdef" for ch in ref.lower())
+        prefix = ref.lower() if hexlike else None
+        rows = [
+            row
+            for row in _candidates(cursor, ref, prefix)
+            if (experiment is None or row[2] == experiment)
+            and (project is None or row[3] == project)
+        ]
+        by_name = [(row[0], row[1], row[2]) for row in rows if row[1] == ref]
+        if len(by_name) > 1:
+            raise AmbiguousRunError(
+                f"Run name {ref!r} matches {len(by_name)} runs: {_describe(by_name)}; "
+                "give an id (prefix) or --experiment"
+            )
+        by_prefix = sorted(
+            (row[0],) for row in rows if prefix is not None and row[0].startswith(prefix)
+        )
+        exact = [row for row in by_prefix if row[0] == ref.lower()]
+        if exact:
+            return exact[0][0]
+        if by_name:
+            if by_prefix and by_prefix[0][0] != by_name[0][0]:
+                raise AmbiguousRunError(
+                    f"{ref!r} is both the name of run {by_name[0][0]} and a prefix of "
+                    f"{_describe(by_prefix)}; give more of the id"
+                )
+            return by_name[0][0]
+        if len(by_prefix) == 1:
+            return by_prefix[0][0]
+        if by_prefix:
+            raise AmbiguousRunError(
+                f"Run id prefix {ref!r} matches {len(by_prefix)}"
+                f"{'+' if len(by_prefix) >= 1000 else ''} runs: "
+                f"{_describe(by_prefix)}; give more characters"
+            )
+        if "/" in ref and experiment is None:
+            exp_name, _, run_name = ref.partition("/")
+            try:
+                return resolve_run(con, run_name, experiment=exp_name, project=project)
+            except RunNotFoundError:
+                pass
+        where = "".join(
+            f" in {label} {value!r}" for label, value in scope.items() if value is not None
+        )
+        hint = "" if len(ref) >= MIN_PREFIX else f" (id prefixes need {MIN_PREFIX}+ characters)"
+        raise RunNotFoundError(f"No run matches {ref!r}{where}: not an id, id prefix or name{hint}")
+    finally:
+        cursor.close()
+
+
+def resolve_runs(
+    con: duckdb.DuckDBPyConnection,
+    refs: Iterable[str],
+    experiment: str | None = None,
+    *,
+    project: str | None = None,
+) -> list[str]:
+    """Resolve each of ``refs`` with :func:`resolve_run`; ids in the order given.
+
+    Raises:
+        RunNotFoundError: a reference matches nothing.
+        AmbiguousRunError: a reference matches several runs.
+    """
+    return [resolve_run(con, ref, experiment=experiment, project=project) for ref in refs]

@@ -1,0 +1,115 @@
+"""Reading metric summaries fast: per-file summaries where they exist, raw points where not.
+
+The writer leaves a twin ``summaries`` file next to every metrics file it writes (see
+``ledger/summaries.py``). :func:`summaries_sql` lists both kinds of files, keeps the
+summaries whose metrics twin exists, folds the raw points of metrics files that have no
+twin, and merges the two into one row per (run, key) — the same columns and values as
+the ``metric_summaries`` view, which folds every point and stays the reference.
+
+A connection opened ``as_of`` a moment uses the view: a file summary cannot be cut at
+an arbitrary time.
+"""
+
+from __future__ import annotations
+
+import duckdb
+from ledger.analytics.engine import quote_literal
+
+from ledger.objectstore import is_object_uri
+
+COLUMNS = (
+    "run_id, key, n_points, n_nan, last_value, last_step, last_ts, last_seq, "
+    "min_value, min_step, max_value, max_step"
+)
+_SCHEMA_PARTITION = "project=__schema__"
+
+
+def _files(con: duckdb.DuckDBPyConnection, kind: str) -> dict[str, str] | None:
+    """Visible files of ``kind`` by path below ``events/<kind>/``; None when they cannot
+    be listed here (object stores: DuckDB has no reader of its own for them)."""
+    globs = con.execute(f"SELECT getvariable('globs_{kind}')").fetchall()[0][0] or []
+    if any(is_object_uri(pattern) for pattern in globs):
+        return None
+    # Files the lifecycle commit log hides (replaced by a compaction, archived, purged)
+    # are skipped exactly as the events_<kind> views skip them.
+    hidden: set[str] = set()
+    if con.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = '_lifecycle_hidden'"
+    ).fetchall()[0][0]:
+        hidden = {
+            row[0]
+            for row in con.execute(
+                "SELECT file FROM _lifecycle_hidden WHERE kind = $1", [kind]
+            ).fetchall()
+        }
+    marker = f"/events/{kind}/"
+    files: dict[str, str] = {}
+    for pattern in globs:
+        for (path,) in con.execute("SELECT file FROM glob($1)", [pattern]).fetchall():
+            if _SCHEMA_PARTITION in path or path in hidden:
+                continue
+            normal = path.replace("\\", "/")
+            files[normal.split(marker, 1)[-1]] = path
+    return files
+
+
+def _read(paths: list[str]) -> str:
+    listed = ", ".join(quote_literal(path) for path in sorted(paths))
+    return f"read_parquet([{listed}], union_by_name = true)"
+
+
+def summaries_sql(con: duckdb.DuckDBPyConnection) -> str:
+    """A parenthesised subquery with the ``metric_summaries`` view's columns, fast.
+
+    Raises:
+        duckdb.Error: the store's files cannot be listed.
+    """
+    as_of = con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]
+    if as_of:
+        return "metric_summaries"
+    metrics = _files(con, "metrics")
+    summaries = _files(con, "summaries")
+    if metrics is None or summaries is None:
+        return "metric_summaries"
+    twins = [path for rel, path in summaries.items() if rel in metrics]
+    raw = [path for rel, path in metrics.items() if rel not in summaries]
+    parts = []
+    if twins:
+        parts.append(f"SELECT {COLUMNS} FROM {_read(twins)}")
+    if raw:
+        parts.append(
+            f"""SELECT
+                run_id,
+                key,
+                count(*) AS n_points,
+                count(*) FILTER (WHERE isnan(value)) AS n_nan,
+                arg_max(value, (step, ts, seq)) AS last_value,
+                max(step) AS last_step,
+                arg_max(ts, (step, ts, seq)) AS last_ts,
+                arg_max(seq, (step, ts, seq)) AS last_seq,
+                min(value) FILTER (WHERE NOT isnan(value)) AS min_value,
+                arg_min(step, (value, step)) FILTER (WHERE NOT isnan(value)) AS min_step,
+                max(value) FILTER (WHERE NOT isnan(value)) AS max_value,
+                arg_max(step, (value, -step)) FILTER (WHERE NOT isnan(value)) AS max_step
+            FROM {_read(raw)}
+            GROUP BY run_id, key"""
+        )
+    if not parts:
+        return "(SELECT * FROM metric_summaries WHERE false)"
+    union = "\nUNION ALL\n".join(parts)
+    # The merge is associative: last by (step, ts, seq); min/max with the earliest step.
+    return f"""(SELECT
+        run_id,
+        key,
+        arg_max(last_value, (last_step, last_ts, last_seq)) AS last_value,
+        max(last_step) AS last_step,
+        min(min_value) AS min_value,
+        arg_min(min_step, (min_value, min_step)) FILTER (WHERE min_value IS NOT NULL)
+            AS min_step,
+        max(max_value) AS max_value,
+        arg_max(max_step, (max_value, -max_step)) FILTER (WHERE max_value IS NOT NULL)
+            AS max_step,
+        sum(n_points)::BIGINT AS n_points,
+        sum(n_nan)::BIGINT AS n_nan
+    FROM ({union})
+    GROUP BY run_id, key)"""
