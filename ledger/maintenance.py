@@ -945,11 +945,18 @@ def _copy_blob(source: Store, target: Store, uri: str) -> None:
 
 
 def _drop_unreferenced_blobs(
-    store: Store, tier: str, blobs: dict[str, tuple[str, int]], result: Result
+    store: Store,
+    tier: str,
+    blobs: dict[str, tuple[str, int]],
+    result: Result,
+    referencing_tiers: Sequence[str] | None = None,
 ) -> None:
-    """After the commit: remove ``tier``'s copies no visible artifact row still uses."""
+    """After the commit: remove ``tier``'s copies that no visible artifact row still uses
+    (rows of ``referencing_tiers``, default ``tier`` itself)."""
     hidden = txnlog.read_log(store).hidden()
-    still = {row["uri"] for row in _artifact_rows(store, tier, hidden)}
+    still: set[str] = set()
+    for other in referencing_tiers or [tier]:
+        still.update(row["uri"] for row in _artifact_rows(store, other, hidden))
     target = txnlog.tier_store(store, tier)
     for uri, (_, size) in blobs.items():
         if uri in still:
@@ -1047,26 +1054,8 @@ def purge(
         _commit(txn, result, hook)
         for tier in tiers:
             tier_blobs = {k.split(":", 1)[1]: v for k, v in blobs.items() if v[0] == tier}
-            _drop_unreferenced_blobs_everywhere(store_obj, tier, tier_blobs, tiers, result)
+            _drop_unreferenced_blobs(store_obj, tier, tier_blobs, result, tiers)
         return _finish(store_obj, result, grace_s, temp_age, started)
-
-
-def _drop_unreferenced_blobs_everywhere(
-    store: Store, tier: str, blobs: dict[str, tuple[str, int]], tiers: list[str], result: Result
-) -> None:
-    hidden = txnlog.read_log(store).hidden()
-    still: set[str] = set()
-    for other in tiers:
-        still.update(row["uri"] for row in _artifact_rows(store, other, hidden))
-    target = txnlog.tier_store(store, tier)
-    for uri, (_, size) in blobs.items():
-        if uri in still:
-            continue
-        try:
-            target.fs.delete_file(target.artifact_path(uri))
-            result.bytes_freed += size
-        except FileNotFoundError:
-            pass
 
 
 # -- pin / unpin -----------------------------------------------------------------------------
