@@ -240,6 +240,8 @@ def _create_base_views(
     # refuse object stores), so only local files need its filter.
     if store.is_local:
         txnlog.ensure_log(store)
+        _lifecycle_stores[id(con)] = store
+        weakref.finalize(con, _lifecycle_stores.pop, id(con), None)
         bases = {name: tier.path() for name, tier in _tiers(store, include_archived).items()}
         con.execute(
             f"CREATE OR REPLACE VIEW _lifecycle_hidden AS {txnlog.hidden_sql(store, bases)}"
@@ -352,7 +354,7 @@ def connect(
         except (duckdb.IOException, QueryError) as exc:
             if attempt == _VANISHED_RETRIES or not _vanished(exc):
                 raise
-            time.sleep(0.01 * (attempt + 1))
+            time.sleep(min(0.01 * (attempt + 1), 0.1))
     return con
 
 
@@ -414,21 +416,31 @@ def _fetch(
 ) -> pl.DataFrame:
     import polars as pl
 
+    store = _lifecycle_stores.get(id(con))
     for attempt in range(_VANISHED_RETRIES + 1):
+        before = txnlog.log_version(store) if store is not None else None
         try:
             frame = pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
-            break
         except duckdb.IOException as exc:
             # A lifecycle clean-up deleted a file this query had globbed (only files the
             # commit log already hides are deleted, so re-running sees the same answer).
             if attempt == _VANISHED_RETRIES or not _vanished(exc):
                 raise
-            time.sleep(0.01 * (attempt + 1))
+            time.sleep(min(0.01 * (attempt + 1), 0.1))
+            continue
+        # DuckDB lists the files when it binds the query and reads the commit log while
+        # it runs: a transaction that wrote its outputs before the listing and committed
+        # before the log was read would make its inputs hidden and its outputs unlisted.
+        # Such a query straddled a log change: run it again.
+        if store is None or attempt == _VANISHED_RETRIES or txnlog.log_version(store) == before:
+            break
     assert isinstance(frame, pl.DataFrame)
     return frame
 
 
-_VANISHED_RETRIES = 5
+_VANISHED_RETRIES = 20
+_lifecycle_stores: dict[int, Store] = {}
+"""Connections over file-system stores -> their store, for the commit-log check."""
 
 
 def _vanished(exc: BaseException) -> bool:

@@ -66,6 +66,17 @@ def txn_glob(store: Store) -> str:
     return store.path(LIFECYCLE_DIR, TXN_DIR, "*.parquet")
 
 
+def log_version(store: Store) -> tuple[str, ...]:
+    """The names of the log's record files: changes whenever a transaction starts,
+    commits or is cleaned up. Readers compare it before and after a query (see
+    ``analytics.engine``): a query's file listing and its reading of the log happen at
+    different instants, so one that straddled a log change is run again."""
+    try:
+        return tuple(sorted(os.listdir(txn_dir(store))))
+    except FileNotFoundError:
+        return ()
+
+
 def ensure_log(store: Store) -> None:
     """Create the commit log's zero-row schema file, so its glob never comes back empty."""
     path = store.path(LIFECYCLE_DIR, TXN_DIR, SCHEMA_NAME)

@@ -122,7 +122,7 @@ def test_live_run_step_advances_on_screen(page, dashboard, populated_store, spaw
         )
     )
     page.goto(f"{dashboard}/#/run/{run_id}")
-    expect(page.locator("#run-step")).to_have_text(re.compile(r"^\d+ / 10000$"))
+    expect(page.locator("#run-step")).to_have_text(re.compile(r"^\d+ / 10000$"), timeout=30_000)
     first = int(page.inner_text("#run-step").split("/")[0])
     wait(lambda: int(page.inner_text("#run-step").split("/")[0]) > first + 3, timeout=20)
     assert "running" in page.inner_text("#run-status")
