@@ -3,8 +3,7 @@
 Reads the store only (no training): a comparison table of the model-comparison runs, the
 best run of every example, a leaderboard plot, a diff of the two best runs, and a cost
 report. It uses the analytics verbs (``ledger.leaderboard``, ``ledger.diff``,
-``ledger.report_costs``) when this build has them, and plain SQL over the views otherwise,
-so it runs on any ledger install.
+``ledger.report_costs``).
 
     python examples/05_analysis.py --quick --output-dir ./analysis
 """
@@ -13,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
+
+from ledger.analytics.plots import plot_leaderboard
 
 import ledger
 
@@ -48,101 +49,9 @@ def comparison_table(store: str | None):
 
 
 def ranking(store: str | None, experiment: str, metric: str, mode: str, top: int = 10):
-    """The experiment's finished runs ranked by ``metric`` (leaderboard fallback)."""
-    order = "DESC" if mode == "max" else "ASC"
-    return ledger.query(
-        f"""
-        SELECT r.run_id, r.name, m.value AS {metric}, r.duration_s
-        FROM runs r JOIN latest_metrics m ON m.run_id = r.run_id AND m.key = ?
-        WHERE r.project = 'examples' AND r.experiment = ? AND r.status = 'finished'
-          AND NOT isnan(m.value)
-        ORDER BY m.value {order}, r.start_time
-        LIMIT {int(top)}
-        """,
-        store=store,
-        params=[metric, experiment],
-    )
-
-
-def leaderboard(store: str | None, experiment: str, metric: str, mode: str):
-    board = getattr(ledger, "leaderboard", None)
-    if board is not None:
-        try:
-            return board(
-                metric=metric,
-                mode=mode,
-                project="examples",
-                experiment=experiment,
-                top=10,
-                store=store,
-            )
-        except TypeError:  # an analytics API with other argument names
-            pass
-    return ranking(store, experiment, metric, mode)
-
-
-def plot_leaderboard(frame, metric: str, path: str) -> str:
-    from matplotlib.figure import Figure
-
-    names = [str(n) for n in frame["name"]][::-1]
-    values = [float(v) for v in frame[metric]][::-1]
-    figure = Figure(figsize=(7, 0.6 + 0.35 * len(names)), layout="tight")
-    axes = figure.add_subplot()
-    axes.barh(names, values, color="#4c72b0")
-    low = min(values)
-    axes.set_xlim(low - (max(values) - low) * 0.5 - 1e-3, max(values) + 1e-3)
-    axes.set_xlabel(metric)
-    axes.set_title(f"Leaderboard: {metric}")
-    figure.savefig(path)
-    return path
-
-
-def diff_runs(store: str | None, run_a: str, run_b: str):
-    diff = getattr(ledger, "diff", None)
-    if diff is not None:
-        try:
-            return diff(run_a, run_b, store=store)
-        except TypeError:
-            pass
-    # Params and latest metrics that differ between the two runs.
-    return ledger.query(
-        """
-        WITH facts AS (
-            SELECT run_id, 'param' AS kind, key, value FROM params WHERE run_id IN (?, ?)
-            UNION ALL
-            SELECT run_id, 'metric', key, CAST(round(value, 4) AS VARCHAR)
-            FROM latest_metrics WHERE run_id IN (?, ?)
-        )
-        SELECT kind, key,
-               max(value) FILTER (WHERE run_id = ?) AS run_a,
-               max(value) FILTER (WHERE run_id = ?) AS run_b
-        FROM facts GROUP BY kind, key
-        HAVING run_a IS DISTINCT FROM run_b
-        ORDER BY kind DESC, key
-        """,
-        store=store,
-        params=[run_a, run_b, run_a, run_b, run_a, run_b],
-    )
-
-
-def cost_report(store: str | None):
-    report = getattr(ledger, "report_costs", None)
-    if report is not None:
-        try:
-            return report(by="experiment", project="examples", store=store)
-        except TypeError:
-            pass
-    # Without the cost engine: wall time per experiment, from the runs view.
-    return ledger.query(
-        """
-        SELECT experiment, count(*) AS runs,
-               count(*) FILTER (WHERE status = 'failed') AS failed,
-               round(sum(duration_s) FILTER (WHERE parent_run_id IS NULL) / 3600, 4)
-                   AS wall_hours
-        FROM runs WHERE project = 'examples'
-        GROUP BY experiment ORDER BY experiment
-        """,
-        store=store,
+    """The experiment's runs ranked by the best value of ``metric``."""
+    return ledger.leaderboard(
+        store, metric=metric, mode=mode, project="examples", experiment=experiment, top=top
     )
 
 
@@ -152,6 +61,7 @@ def main(quick: bool = False, store: str | None = None, output_dir: str = ".") -
     pl.Config.set_tbl_rows(20)
     pl.Config.set_tbl_cols(12)
     pl.Config.set_fmt_str_lengths(60)
+    pl.Config.set_tbl_width_chars(180)
     ledger.flush()
     out: dict = {}
     table = comparison_table(store)
@@ -173,24 +83,23 @@ def main(quick: bool = False, store: str | None = None, output_dir: str = ".") -
     out["best"] = best
 
     metric, mode = EXPERIMENTS["optuna-tpe"]
-    board = leaderboard(store, "optuna-tpe", metric, mode)
-    print("\n== Leaderboard: Optuna trials by value")
-    print(board)
-    out["leaderboard"] = board
     ranked = ranking(store, "optuna-tpe", metric, mode)
+    print("\n== Leaderboard: Optuna trials by value")
+    print(ranked)
+    out["leaderboard"] = ranked
     if ranked.height:
         os.makedirs(output_dir, exist_ok=True)
-        path = plot_leaderboard(ranked, metric, os.path.join(output_dir, "leaderboard.png"))
+        path = plot_leaderboard(ranked, os.path.join(output_dir, "leaderboard.png"), metric=metric)
         print(f"leaderboard plot: {path}")
         out["plot"] = path
     if ranked.height >= 2:
         run_a, run_b = ranked["run_id"][0], ranked["run_id"][1]
         print(f"\n== Diff of the two best trials ({ranked['name'][0]} vs {ranked['name'][1]})")
-        difference = diff_runs(store, run_a, run_b)
+        difference = ledger.diff(store, runs=[run_a, run_b])
         print(difference)
         out["diff"] = difference
 
-    costs = cost_report(store)
+    costs = ledger.report_costs(by="experiment", project="examples", store=store).groups
     print("\n== Cost report")
     print(costs)
     out["costs"] = costs
