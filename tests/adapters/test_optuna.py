@@ -191,32 +191,39 @@ _WORKER = textwrap.dedent(
     from optuna.storages.journal import JournalFileBackend
     from ledger.optuna import LedgerCallback
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = JournalStorage(JournalFileBackend(sys.argv[1]))
+    target = sys.argv[1]
+    rdb = target.startswith("sqlite:")
+    storage = target if rdb else JournalStorage(JournalFileBackend(target))
     study = optuna.load_study(study_name="shared", storage=storage)
     def objective(trial):
         x = trial.suggest_float("x", -1, 1)
         for step in range(2):
             trial.report(x + step, step)
         return x * x
-    study.optimize(objective, n_trials=int(sys.argv[2]), n_jobs=2,
+    study.optimize(objective, n_trials=int(sys.argv[2]), n_jobs=1 if rdb else 2,
                    callbacks=[LedgerCallback(project="shared")])
     """
 )
 
 
 @pytest.mark.slow
-def test_processes_sharing_a_journal_file_log_each_trial_once(tmp_path, store_path):
+@pytest.mark.parametrize("backend", ["journal", "rdb"])
+def test_processes_sharing_a_storage_log_each_trial_once(tmp_path, store_path, backend):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    journal = str(tmp_path / "journal.log")
-    storage = JournalStorage(JournalFileBackend(journal))
+    if backend == "rdb":
+        location = f"sqlite:///{tmp_path / 'optuna.db'}"
+        storage = location
+    else:
+        location = str(tmp_path / "journal.log")
+        storage = JournalStorage(JournalFileBackend(location))
     study = optuna.create_study(study_name="shared", storage=storage)
     script = tmp_path / "worker.py"
     script.write_text(_WORKER)
     env = {**os.environ, "LEDGER_STORE": store_path}
     workers = [
-        subprocess.Popen([sys.executable, str(script), journal, "12"], env=env) for _ in range(3)
+        subprocess.Popen([sys.executable, str(script), location, "12"], env=env) for _ in range(3)
     ]
     assert [w.wait(timeout=120) for w in workers] == [0, 0, 0]
 
