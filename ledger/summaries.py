@@ -14,14 +14,34 @@ by other tools), so the answer never depends on summaries being there.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 
+def _dense_groups(run_index: Any, key_index: Any, n_keys: int) -> tuple[Any, int]:
+    """Dense group ids for (run, key) pairs, and how many groups there are."""
+    import numpy as np
+
+    code = run_index * n_keys + key_index
+    span = int(code.max()) + 1
+    if span <= 4 * len(code) + 1024:  # the usual case: few runs x keys; no sort needed
+        present = np.zeros(span, dtype=bool)
+        present[code] = True
+        dense = np.cumsum(present) - 1
+        return dense[code], int(present.sum())
+    codes, group = np.unique(code, return_inverse=True)
+    return group, len(codes)
+
+
 def summarize(table: pa.Table) -> pa.Table:
-    """The ``summaries`` rows of one metrics ``table`` (columns of ``events.COLUMNS``)."""
+    """The ``summaries`` rows of one metrics ``table`` (columns of ``events.COLUMNS``).
+
+    Grouped reductions with ``ufunc.at`` (linear time): this runs on every flush, so a
+    sort of the flush's rows (three of them, as a first version did) cost more than
+    writing the file.
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -35,52 +55,63 @@ def summarize(table: pa.Table) -> pa.Table:
     keys = pc.dictionary_encode(table["key"]).combine_chunks()
     run_index = runs.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     key_index = keys.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    group_code = run_index * len(keys.dictionary) + key_index
-    codes, group = np.unique(group_code, return_inverse=True)
-    n_groups = len(codes)
+    group, n_groups = _dense_groups(run_index, key_index, len(keys.dictionary))
+    n = len(group)
+    rows = np.arange(n, dtype=np.int64)
     value = table["value"].to_numpy()
-    step = pc.fill_null(table["step"], np.iinfo(np.int64).min).to_numpy()
+    int_min, int_max = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    step = pc.fill_null(table["step"], int_min).to_numpy()
     ts = pc.cast(table["ts"], pa.int64()).to_numpy()
-    seq = table["seq"].to_numpy() if "seq" in table.column_names else np.arange(len(value))
+    seq = table["seq"].to_numpy() if "seq" in table.column_names else rows
     nan = np.isnan(value)
 
-    def first_per_group(order: np.ndarray) -> np.ndarray:
-        result = np.full(n_groups, -1, dtype=np.int64)
-        if len(order) == 0:  # e.g. every value NaN: no min/max row in any group
-            return result
-        ordered = group[order]
-        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-        result[ordered[starts]] = order[starts]
-        return result
+    def group_max(values: Any, mask: Any = None) -> Any:
+        out = np.full(n_groups, int_min, dtype=np.int64)
+        if mask is None:
+            np.maximum.at(out, group, values)
+        else:
+            np.maximum.at(out, group[mask], values[mask])
+        return out
 
-    # last point: highest (step, ts, seq) -> sort descending on them, take the first
-    last = first_per_group(np.lexsort((-seq, -ts, -step, group)))
-    valid = np.flatnonzero(~nan)
-    low = first_per_group(valid[np.lexsort((step[valid], value[valid], group[valid]))])
-    high = first_per_group(valid[np.lexsort((step[valid], -value[valid], group[valid]))])
+    def group_min(values: Any, mask: Any, fill: Any, dtype: Any) -> Any:
+        out = np.full(n_groups, fill, dtype=dtype)
+        np.minimum.at(out, group[mask], values[mask])
+        return out
 
-    def pick(values: np.ndarray, rows: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
-        return pa.array(values[np.maximum(rows, 0)], type=arrow_type, mask=rows < 0)
+    # last point: highest step, then time, then sequence; the earliest row among full ties
+    tied = step == group_max(step)[group]
+    tied &= ts == group_max(ts, tied)[group]
+    tied &= seq == group_max(seq, tied)[group]
+    last = group_min(rows, tied, n, np.int64)
 
-    max_ts = np.full(n_groups, np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(max_ts, group, ts)
+    # min / max over non-NaN values, each with the earliest step reaching it
+    valid = ~nan
+    has_valid = np.bincount(group[valid], minlength=n_groups) > 0
+    low_value = group_min(value, valid, np.inf, np.float64)
+    high_value = -group_min(-value, valid, np.inf, np.float64)
+    low_step = group_min(step, valid & (value == low_value[group]), int_max, np.int64)
+    high_step = group_min(step, valid & (value == high_value[group]), int_max, np.int64)
+
+    def masked(values: Any, present: Any, arrow_type: pa.DataType) -> pa.Array:
+        return pa.array(values, type=arrow_type, mask=~present)
+
     timestamp = schema.field("ts").type
-    first_rows = first_per_group(np.arange(len(value)))
+    first_rows = pa.array(group_min(rows, np.ones(n, dtype=bool), n, np.int64))
     columns = {
-        "run_id": table["run_id"].combine_chunks().take(pa.array(first_rows)),
-        "key": table["key"].combine_chunks().take(pa.array(first_rows)),
-        "writer_id": table["writer_id"].combine_chunks().take(pa.array(first_rows)),
-        "ts": pa.array(max_ts, type=pa.int64()).cast(timestamp),
+        "run_id": table["run_id"].combine_chunks().take(first_rows),
+        "key": table["key"].combine_chunks().take(first_rows),
+        "writer_id": table["writer_id"].combine_chunks().take(first_rows),
+        "ts": pa.array(group_max(ts), type=pa.int64()).cast(timestamp),
         "n_points": pa.array(np.bincount(group, minlength=n_groups), type=pa.int64()),
         "n_nan": pa.array(np.bincount(group, weights=nan, minlength=n_groups).astype(np.int64)),
-        "last_value": pick(value, last, pa.float64()),
-        "last_step": pick(step, last, pa.int64()),
-        "last_ts": pick(ts, last, pa.int64()).cast(timestamp),
-        "last_seq": pick(seq, last, pa.int64()),
-        "min_value": pick(value, low, pa.float64()),
-        "min_step": pick(step, low, pa.int64()),
-        "max_value": pick(value, high, pa.float64()),
-        "max_step": pick(step, high, pa.int64()),
+        "last_value": pa.array(value[last], type=pa.float64()),
+        "last_step": pa.array(step[last], type=pa.int64()),
+        "last_ts": pa.array(ts[last], type=pa.int64()).cast(timestamp),
+        "last_seq": pa.array(seq[last], type=pa.int64()),
+        "min_value": masked(low_value, has_valid, pa.float64()),
+        "min_step": masked(low_step, has_valid, pa.int64()),
+        "max_value": masked(high_value, has_valid, pa.float64()),
+        "max_step": masked(high_step, has_valid, pa.int64()),
     }
     return pa.Table.from_arrays(
         [columns[field.name].cast(field.type) for field in schema], schema=schema
