@@ -3,26 +3,5 @@
 A thin door onto :mod:`ledger.adapters.sklearn` (scikit-learn is imported only when used).
 """
 
-from ledger.adapters.sklearn import (
-    autolog,
-    disable,
-    flatten_params,
-    log_classification_report,
-    log_confusion_matrix,
-    log_feature_importances,
-    log_learning_curve,
-    log_model,
-    log_search,
-)
-
-__all__ = [
-    "autolog",
-    "disable",
-    "flatten_params",
-    "log_classification_report",
-    "log_confusion_matrix",
-    "log_feature_importances",
-    "log_learning_curve",
-    "log_model",
-    "log_search",
-]
+from ledger.adapters.sklearn import *  # noqa: F403
+from ledger.adapters.sklearn import __all__  # noqa: F401
