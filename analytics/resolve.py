@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import duckdb
+from ledger.analytics.engine import quote_literal
+from ledger.analytics.pruning import files_matching, runs_cursor, visible_files
 
 from ledger.errors import AmbiguousRunError, RunNotFoundError
 
@@ -28,11 +30,10 @@ SHOWN = 5
 # Several references share one scan (``resolve_runs``). A prefix is also given as the
 # range [prefix, prefix + "g") so DuckDB can skip files and row groups by their run_id
 # statistics when only prefixes are asked for.
+# Each condition is its own branch of a UNION: a plain conjunction DuckDB can check
+# against the name and run_id statistics of each file, where an OR of them could not.
 _CANDIDATES_SQL = """
-SELECT DISTINCT run_id
-FROM events_runs
-WHERE {condition}
-LIMIT {limit}
+SELECT DISTINCT run_id FROM ({branches}) LIMIT {limit}
 """
 
 # Names come from the latest started/renamed event, as in the runs view.
@@ -58,33 +59,65 @@ def _prefix(ref: str) -> str | None:
 
 
 def _candidates(
-    cursor: duckdb.DuckDBPyConnection, refs: list[str]
+    con: duckdb.DuckDBPyConnection, cursor: duckdb.DuckDBPyConnection, refs: list[str]
 ) -> dict[str, list[tuple[str, str | None, str | None, str | None]]]:
     """For each reference, the folded runs (id, name, experiment, project) it may name:
     at most 1000 runs per reference, found in one scan and folded in one more."""
-    conditions, values = [], {}
+    # On a local store each branch reads only the files whose name or run_id statistics
+    # can match (the visible files: what the commit log hides is never listed).
+    files = None
+    if not con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
+        files = visible_files(con, "runs")
+    branches, values = [], {}
+
+    def branch(condition: str, column: str, low: str, high: str | None) -> None:
+        source = "events_runs"
+        if files:
+            kept = files_matching(files, column, low, high)
+            if not kept:
+                return
+            listed = ", ".join(quote_literal(path) for path in kept)
+            source = f"read_parquet([{listed}], union_by_name = true)"
+        branches.append(f"SELECT run_id FROM {source} WHERE {condition}")
+
     for i, ref in enumerate(refs):
         values[f"name{i}"] = ref
-        conditions.append(f"(event IN ('started', 'renamed') AND name = $name{i})")
+        branch(f"event IN ('started', 'renamed') AND name = $name{i}", "name", ref, None)
         prefix = _prefix(ref)
         if prefix is not None:
             values[f"lo{i}"], values[f"hi{i}"] = prefix, prefix + "g"
-            conditions.append(
-                f"(event = 'started' AND run_id >= $lo{i} AND run_id < $hi{i} "
-                f"AND starts_with(run_id, $lo{i}))"
+            branch(
+                f"event = 'started' AND run_id >= $lo{i} AND run_id < $hi{i} "
+                f"AND starts_with(run_id, $lo{i})",
+                "run_id",
+                prefix,
+                prefix + "g",
             )
-    sql = _CANDIDATES_SQL.format(condition="\n   OR ".join(conditions), limit=1000 * len(refs))
-    ids = [row[0] for row in cursor.execute(sql, values).fetchall()]
+    ids: list[str] = []
+    if branches:
+        sql = _CANDIDATES_SQL.format(
+            branches="\nUNION ALL\n".join(branches), limit=1000 * len(refs)
+        )
+        used = {key: value for key, value in values.items() if f"${key}" in sql}
+        ids = [row[0] for row in cursor.execute(sql, used).fetchall()]
     if len(ids) >= 1000 * len(refs) and len(refs) > 1:
         # A shared LIMIT may have cut one reference's candidates short: one at a time.
         out: dict[str, list[tuple[str, str | None, str | None, str | None]]] = {}
         for ref in refs:
-            out.update(_candidates(cursor, [ref]))
+            out.update(_candidates(con, cursor, [ref]))
         return out
     rows = []
     if ids:
         listed = ", ".join("'" + run_id.replace("'", "''") + "'" for run_id in ids)
-        rows = [row[:4] for row in cursor.execute(_FOLD_SQL.format(ids=listed)).fetchall()]
+        pruned = runs_cursor(con, ids, ("runs",)) if files else None
+        try:
+            rows = [
+                row[:4]
+                for row in (pruned or cursor).execute(_FOLD_SQL.format(ids=listed)).fetchall()
+            ]
+        finally:
+            if pruned is not None:
+                pruned.close()
     out = {}
     for ref in refs:
         prefix = _prefix(ref)
@@ -137,7 +170,7 @@ def _resolve(
     try:
         prefix = _prefix(ref)
         if found is None:
-            found = _candidates(cursor, [ref])[ref]
+            found = _candidates(con, cursor, [ref])[ref]
         rows = [
             row
             for row in found
@@ -205,7 +238,7 @@ def resolve_runs(
     if wanted:
         cursor = con.cursor()
         try:
-            found = _candidates(cursor, wanted)
+            found = _candidates(con, cursor, wanted)
         finally:
             cursor.close()
     return [
