@@ -123,3 +123,19 @@ def test_hidden_files_are_never_listed(store_path):
         assert rows[("metric", "m.last")] == ("0.5", "2.5")
     finally:
         con.close()
+
+
+def test_metric_history_reads_one_run_like_the_metrics_view(store_path):
+    from ledger.analytics.runs import metric_history
+
+    ids = _log(store_path, 3)
+    frame = metric_history(ids[1], store=store_path)
+    assert frame.columns == ["key", "step", "ts", "value"]
+    assert [(r[0], r[1], r[3]) for r in frame.iter_rows()] == [
+        ("loss", 0, 0.5),
+        ("m", 0, 1.0),
+        ("m", 1, 1.5),
+    ]
+    only = metric_history(ids[2], "m", store=store_path)
+    assert only["value"].to_list() == [2.0, 2.5]
+    assert metric_history("0" * 32, store=store_path).height == 0
