@@ -180,3 +180,58 @@ def files_matching(
         if (high is None and lo <= low <= hi) or (high is not None and lo < high and low <= hi):
             kept.append(path)
     return kept
+
+
+# path -> (size, mtime_ns, {(project, key): {value_type...}})
+_types_cache: dict[str, tuple[int, int, dict[tuple[str, str], set[str | None]]]] = {}
+
+
+def param_value_types(
+    con: duckdb.DuckDBPyConnection, project: str | None, keys: Sequence[str] | None
+) -> dict[str, set[str | None]] | None:
+    """``{key: {value_type...}}`` over the visible params files (of ``project``), for
+    ``keys`` (None: every key). Each file's answer is cached by path, size and mtime,
+    so only files written since the last call are read. None when it does not apply
+    (``as_of`` connections, object stores): ask the ``events_params`` view."""
+    if con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
+        return None
+    files = visible_files(con, "params")
+    if files is None:
+        return None
+    stamps: dict[str, tuple[int, int]] = {}
+    missing = []
+    for path in files:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        stamps[path] = (info.st_size, info.st_mtime_ns)
+        with _lock:
+            cached = _types_cache.get(path)
+        if cached is None or cached[:2] != stamps[path]:
+            missing.append(path)
+    if missing:
+        listed = ", ".join(quote_literal(path) for path in missing)
+        found: dict[str, dict[tuple[str, str], set[str | None]]] = {p: {} for p in missing}
+        for path, project_, key, types in con.execute(
+            f"SELECT filename, project, key, list(DISTINCT value_type) "
+            f"FROM read_parquet([{listed}], hive_partitioning = true, union_by_name = true, "
+            f"filename = true, hive_types = {HIVE_TYPES}) GROUP BY ALL"
+        ).fetchall():
+            found.setdefault(path, {})[(project_, key)] = set(types)
+        with _lock:
+            if len(_types_cache) >= _CACHE_LIMIT:
+                _types_cache.clear()
+            for path in missing:
+                _types_cache[path] = (*stamps[path], found.get(path, {}))
+    merged: dict[str, set[str | None]] = {}
+    wanted = None if keys is None else set(keys)
+    with _lock:
+        per_file = [_types_cache.get(path) for path in files]
+    for entry in per_file:
+        if entry is None:
+            continue
+        for (project_, key), types in entry[2].items():
+            if (project is None or project_ == project) and (wanted is None or key in wanted):
+                merged.setdefault(key, set()).update(types)
+    return merged

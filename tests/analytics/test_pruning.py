@@ -139,3 +139,27 @@ def test_metric_history_reads_one_run_like_the_metrics_view(store_path):
     only = metric_history(ids[2], "m", store=store_path)
     assert only["value"].to_list() == [2.0, 2.5]
     assert metric_history("0" * 32, store=store_path).height == 0
+
+
+def test_param_types_are_cached_per_file_and_follow_new_files(store_path):
+    from ledger.analytics.pruning import param_value_types
+
+    with ledger.start_run("p", "e", "one", params={"x": 1, "y": "a"}, store=store_path):
+        pass
+    ledger.flush()
+    con = connect(store_path)
+    try:
+        assert param_value_types(con, "p", ["x"]) == {"x": {"int"}}
+        assert param_value_types(con, "other", None) == {}
+        with ledger.start_run("p", "e", "two", params={"x": "wide"}, store=store_path):
+            pass
+        ledger.flush()
+        assert param_value_types(con, "p", ["x", "y"]) == {"x": {"int", "str"}, "y": {"str"}}
+        view = dict(
+            con.execute(
+                "SELECT key, list(DISTINCT value_type) FROM events_params GROUP BY key"
+            ).fetchall()
+        )
+        assert {k: set(v) for k, v in view.items()} == param_value_types(con, None, None)
+    finally:
+        con.close()
