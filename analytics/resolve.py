@@ -23,12 +23,14 @@ from ledger.analytics.pruning import files_matching, runs_cursor, visible_files
 from ledger.errors import AmbiguousRunError, RunNotFoundError
 
 MIN_PREFIX = 4
+# Above every character: [prefix, prefix + _TOP) holds every id starting with prefix.
+_TOP = chr(0x10FFFF)
 SHOWN = 5
 
 # One scan finds every run the reference could mean (by name or by id prefix); only
 # those candidates are then folded, through a literal id list the Parquet scan can prune.
 # Several references share one scan (``resolve_runs``). A prefix is also given as the
-# range [prefix, prefix + "g") so DuckDB can skip files and row groups by their run_id
+# range [prefix, prefix + _TOP) so DuckDB can skip files and row groups by their run_id
 # statistics when only prefixes are asked for.
 # Each condition is its own branch of a UNION: a plain conjunction DuckDB can check
 # against the name and run_id statistics of each file, where an OR of them could not.
@@ -85,13 +87,13 @@ def _candidates(
         branch(f"event IN ('started', 'renamed') AND name = $name{i}", "name", ref, None)
         prefix = _prefix(ref)
         if prefix is not None:
-            values[f"lo{i}"], values[f"hi{i}"] = prefix, prefix + "g"
+            values[f"lo{i}"], values[f"hi{i}"] = prefix, prefix + _TOP
             branch(
                 f"event = 'started' AND run_id >= $lo{i} AND run_id < $hi{i} "
                 f"AND starts_with(run_id, $lo{i})",
                 "run_id",
                 prefix,
-                prefix + "g",
+                prefix + _TOP,
             )
     ids: list[str] = []
     if branches:
