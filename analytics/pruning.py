@@ -35,25 +35,46 @@ _lock = threading.Lock()
 def visible_files(con: duckdb.DuckDBPyConnection, kind: str) -> list[str] | None:
     """Every file the ``events_<kind>`` view reads now (schema files included); None
     when they cannot be listed here (object stores)."""
-    globs = con.execute(f"SELECT getvariable('globs_{kind}')").fetchall()[0][0] or []
-    if any(is_object_uri(pattern) for pattern in globs):
+    found = visible_files_of(con, [kind])
+    return None if found is None else found[kind]
+
+
+def visible_files_of(
+    con: duckdb.DuckDBPyConnection, kinds: Sequence[str]
+) -> dict[str, list[str]] | None:
+    """:func:`visible_files` of several kinds in one query (one glob per pattern and one
+    read of the commit log); None when any of them cannot be listed here."""
+    if not kinds:
+        return {}
+    rows = con.execute(
+        "SELECT " + ", ".join(f"getvariable('globs_{kind}')" for kind in kinds)
+    ).fetchall()[0]
+    globs = {kind: list(patterns or []) for kind, patterns in zip(kinds, rows, strict=True)}
+    if any(is_object_uri(p) for patterns in globs.values() for p in patterns):
         return None
-    hidden: set[str] = set()
-    if con.execute(
+    parts = [
+        f"SELECT {quote_literal(kind)} AS kind, file FROM glob({quote_literal(pattern)})"
+        for kind, patterns in globs.items()
+        for pattern in patterns
+    ]
+    found: dict[str, list[str]] = {kind: [] for kind in kinds}
+    if not parts:
+        return found
+    listing = " UNION ALL ".join(parts)
+    has_log = con.execute(
         "SELECT count(*) FROM duckdb_views() WHERE view_name = '_lifecycle_hidden'"
-    ).fetchall()[0][0]:
-        hidden = {
-            row[0]
-            for row in con.execute(
-                "SELECT file FROM _lifecycle_hidden WHERE kind = $1", [kind]
-            ).fetchall()
-        }
-    files: list[str] = []
-    for pattern in globs:
-        for (path,) in con.execute("SELECT file FROM glob($1)", [pattern]).fetchall():
-            if path not in hidden:
-                files.append(path)
-    return files
+    ).fetchall()[0][0]
+    # Files the lifecycle commit log hides (replaced by a compaction, archived, purged,
+    # or written by one not committed yet) are left out as the events_<kind> views do.
+    hidden = (
+        " WHERE NOT EXISTS (SELECT 1 FROM _lifecycle_hidden h "
+        "WHERE h.kind = g.kind AND h.file = g.file)"
+        if has_log
+        else ""
+    )
+    for kind, path in con.execute(f"SELECT kind, file FROM ({listing}) g{hidden}").fetchall():
+        found[kind].append(path)
+    return found
 
 
 def _run_id_range(path: str, column_name: str = "run_id") -> tuple[str | None, str | None] | None:
@@ -130,8 +151,11 @@ def runs_cursor(
     if con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
         return None
     views: dict[str, list[str]] = {}
+    listed = visible_files_of(con, kinds)
+    if listed is None:
+        return None
     for kind in kinds:
-        files = visible_files(con, kind)
+        files = listed[kind]
         if not files:
             return None
         kept = files_for_runs(files, run_ids)
