@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 from ledger.analytics.engine import connect, fetch_frame, quote_literal
+from ledger.analytics.pruning import runs_cursor
 from ledger.analytics.resolve import resolve_runs
 from ledger.analytics.summaries import summaries_sql
 
@@ -163,18 +164,32 @@ def diff(
 def _facts(
     con: duckdb.DuckDBPyConnection, ids: list[str], modes: Mapping[str, str] | None
 ) -> dict[tuple[str, str], dict[str, str | None]]:
+    # Only the files whose run_id statistics can hold these runs are read (a handful of
+    # a few hundred), and a literal IN list lets DuckDB skip row groups within them.
+    pruned = runs_cursor(con, ids, ("runs", "params", "tags", "datasets"))
+    try:
+        return _read_facts(pruned or con, con, ids, modes)
+    finally:
+        if pruned is not None:
+            pruned.close()
+
+
+def _read_facts(
+    cur: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection,
+    ids: list[str],
+    modes: Mapping[str, str] | None,
+) -> dict[tuple[str, str], dict[str, str | None]]:
     rows: dict[tuple[str, str], dict[str, str | None]] = {}
 
     def put(section: str, key: str, run_id: str, value: Any) -> None:
         rows.setdefault((section, key), {})[run_id] = _text(value)
 
-    # A literal IN list (ids come from the resolver) lets DuckDB push the filter into
-    # the Parquet scans and skip row groups by their run_id statistics.
     bound = None
     in_ids = f"run_id IN ({', '.join(quote_literal(run_id) for run_id in ids)})"
     columns = ", ".join(f'"{c}"' for c in RUN_FIELDS)
     run_frame = fetch_frame(
-        con, f"SELECT run_id, {columns}, seeds, environment FROM runs WHERE {in_ids}", bound
+        cur, f"SELECT run_id, {columns}, seeds, environment FROM runs WHERE {in_ids}", bound
     )
     for record in run_frame.iter_rows(named=True):
         run_id = record["run_id"]
@@ -199,15 +214,15 @@ def _facts(
         seeds = json.loads(record["seeds"]) if record["seeds"] else {}
         for name, value in seeds.items():
             put("seed", name, run_id, value)
-    for run_id, key, value in con.execute(
+    for run_id, key, value in cur.execute(
         f"SELECT run_id, key, value FROM params WHERE {in_ids}", bound
     ).fetchall():
         put("param", key, run_id, value)
-    for run_id, key, value in con.execute(
+    for run_id, key, value in cur.execute(
         f"SELECT run_id, key, value FROM tags WHERE {in_ids}", bound
     ).fetchall():
         put("tag", key, run_id, value)
-    for run_id, name, context, sha, n_rows, n_cols in con.execute(
+    for run_id, name, context, sha, n_rows, n_cols in cur.execute(
         f"""SELECT run_id, name, context, sha256, rows, columns FROM datasets WHERE {in_ids}
         QUALIFY row_number() OVER (PARTITION BY run_id, name, context ORDER BY ts DESC) = 1""",
         bound,
@@ -215,9 +230,9 @@ def _facts(
         label = name if not context else f"{name} ({context})"
         shape = f" [{n_rows}x{n_cols}]" if n_rows is not None else ""
         put("dataset", label, run_id, f"{sha}{shape}")
-    summaries = con.execute(
+    summaries = cur.execute(
         f"""SELECT run_id, key, last_value, min_value, min_step, max_value, max_step
-        FROM {summaries_sql(con)} WHERE {in_ids} ORDER BY key""",
+        FROM {summaries_sql(con, ids)} WHERE {in_ids} ORDER BY key""",
         bound,
     ).fetchall()
     for run_id, key, last, low, low_step, high, high_step in summaries:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 from ledger.analytics.engine import connect, fetch_frame, quote_literal
+from ledger.analytics.pruning import runs_cursor
 from ledger.analytics.resolve import resolve_runs
 
 from ledger.errors import InvalidValueError
@@ -85,11 +86,17 @@ def metric_curves(
               AND m.key IN (SELECT unnest($keys))"""
         for run_id in dict.fromkeys(run_ids)
     )
-    frame = fetch_frame(
-        con,
-        f"SELECT * FROM ({per_run}) ORDER BY run_id, key, step, ts, seq",
-        {"keys": list(metrics)},
-    )
+    # ...and only the files whose run_id statistics can hold these runs are opened.
+    pruned = runs_cursor(con, list(dict.fromkeys(run_ids)), ("metrics", "runs"))
+    try:
+        frame = fetch_frame(
+            pruned or con,
+            f"SELECT * FROM ({per_run}) ORDER BY run_id, key, step, ts, seq",
+            {"keys": list(metrics)},
+        )
+    finally:
+        if pruned is not None:
+            pruned.close()
     return frame.drop("seq")
 
 

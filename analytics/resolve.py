@@ -17,20 +17,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import duckdb
+from ledger.analytics.engine import quote_literal
+from ledger.analytics.pruning import files_matching, runs_cursor, visible_files
 
 from ledger.errors import AmbiguousRunError, RunNotFoundError
 
 MIN_PREFIX = 4
+# Above every character: [prefix, prefix + _TOP) holds every id starting with prefix.
+_TOP = chr(0x10FFFF)
 SHOWN = 5
 
 # One scan finds every run the reference could mean (by name or by id prefix); only
 # those candidates are then folded, through a literal id list the Parquet scan can prune.
+# Several references share one scan (``resolve_runs``). A prefix is also given as the
+# range [prefix, prefix + _TOP) so DuckDB can skip files and row groups by their run_id
+# statistics when only prefixes are asked for.
+# Each condition is its own branch of a UNION: a plain conjunction DuckDB can check
+# against the name and run_id statistics of each file, where an OR of them could not.
 _CANDIDATES_SQL = """
-SELECT DISTINCT run_id
-FROM events_runs
-WHERE (event IN ('started', 'renamed') AND name = $name)
-   OR ($prefix IS NOT NULL AND event = 'started' AND starts_with(run_id, $prefix))
-LIMIT 1000
+SELECT DISTINCT run_id FROM ({branches}) LIMIT {limit}
 """
 
 # Names come from the latest started/renamed event, as in the runs view.
@@ -49,17 +54,81 @@ ORDER BY start_time, run_id
 """
 
 
+def _prefix(ref: str) -> str | None:
+    ref = ref.strip()
+    hexlike = len(ref) >= MIN_PREFIX and all(ch in "0123456789abcdef" for ch in ref.lower())
+    return ref.lower() if hexlike else None
+
+
 def _candidates(
-    cursor: duckdb.DuckDBPyConnection, ref: str, prefix: str | None
-) -> list[tuple[str, str | None, str | None, str | None]]:
-    ids = [
-        row[0]
-        for row in cursor.execute(_CANDIDATES_SQL, {"name": ref, "prefix": prefix}).fetchall()
-    ]
-    if not ids:
-        return []
-    listed = ", ".join("'" + run_id.replace("'", "''") + "'" for run_id in ids)
-    return [row[:4] for row in cursor.execute(_FOLD_SQL.format(ids=listed)).fetchall()]
+    con: duckdb.DuckDBPyConnection, cursor: duckdb.DuckDBPyConnection, refs: list[str]
+) -> dict[str, list[tuple[str, str | None, str | None, str | None]]]:
+    """For each reference, the folded runs (id, name, experiment, project) it may name:
+    at most 1000 runs per reference, found in one scan and folded in one more."""
+    # On a local store each branch reads only the files whose name or run_id statistics
+    # can match (the visible files: what the commit log hides is never listed).
+    files = None
+    if not con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
+        files = visible_files(con, "runs")
+    branches, values = [], {}
+
+    def branch(condition: str, column: str, low: str, high: str | None) -> None:
+        source = "events_runs"
+        if files:
+            kept = files_matching(files, column, low, high)
+            if not kept:
+                return
+            listed = ", ".join(quote_literal(path) for path in kept)
+            source = f"read_parquet([{listed}], union_by_name = true)"
+        branches.append(f"SELECT run_id FROM {source} WHERE {condition}")
+
+    for i, ref in enumerate(refs):
+        values[f"name{i}"] = ref
+        branch(f"event IN ('started', 'renamed') AND name = $name{i}", "name", ref, None)
+        prefix = _prefix(ref)
+        if prefix is not None:
+            values[f"lo{i}"], values[f"hi{i}"] = prefix, prefix + _TOP
+            branch(
+                f"event = 'started' AND run_id >= $lo{i} AND run_id < $hi{i} "
+                f"AND starts_with(run_id, $lo{i})",
+                "run_id",
+                prefix,
+                prefix + _TOP,
+            )
+    ids: list[str] = []
+    if branches:
+        sql = _CANDIDATES_SQL.format(
+            branches="\nUNION ALL\n".join(branches), limit=1000 * len(refs)
+        )
+        used = {key: value for key, value in values.items() if f"${key}" in sql}
+        ids = [row[0] for row in cursor.execute(sql, used).fetchall()]
+    if len(ids) >= 1000 * len(refs) and len(refs) > 1:
+        # A shared LIMIT may have cut one reference's candidates short: one at a time.
+        out: dict[str, list[tuple[str, str | None, str | None, str | None]]] = {}
+        for ref in refs:
+            out.update(_candidates(con, cursor, [ref]))
+        return out
+    rows = []
+    if ids:
+        listed = ", ".join("'" + run_id.replace("'", "''") + "'" for run_id in ids)
+        pruned = runs_cursor(con, ids, ("runs",)) if files else None
+        try:
+            rows = [
+                row[:4]
+                for row in (pruned or cursor).execute(_FOLD_SQL.format(ids=listed)).fetchall()
+            ]
+        finally:
+            if pruned is not None:
+                pruned.close()
+    out = {}
+    for ref in refs:
+        prefix = _prefix(ref)
+        out[ref] = [
+            row
+            for row in rows
+            if row[1] == ref or (prefix is not None and row[0].startswith(prefix))
+        ][:1000]
+    return out
 
 
 def _describe(rows: list[tuple]) -> str:
@@ -83,17 +152,30 @@ def resolve_run(
         RunNotFoundError: nothing matches.
         AmbiguousRunError: the prefix or name matches several runs (they are listed).
     """
+    return _resolve(con, ref, None, experiment=experiment, project=project)
+
+
+def _resolve(
+    con: duckdb.DuckDBPyConnection,
+    ref: str,
+    found: list[tuple[str, str | None, str | None, str | None]] | None,
+    *,
+    experiment: str | None,
+    project: str | None,
+) -> str:
+    """:func:`resolve_run`, with the candidates already looked up when ``found``."""
     ref = ref.strip()
     if not ref:
         raise RunNotFoundError("Empty run reference: give a run id, id prefix or name")
     scope = {"experiment": experiment, "project": project}
     cursor = con.cursor()
     try:
-        hexlike = len(ref) >= MIN_PREFIX and all(ch in "0123456789abcdef" for ch in ref.lower())
-        prefix = ref.lower() if hexlike else None
+        prefix = _prefix(ref)
+        if found is None:
+            found = _candidates(con, cursor, [ref])[ref]
         rows = [
             row
-            for row in _candidates(cursor, ref, prefix)
+            for row in found
             if (experiment is None or row[2] == experiment)
             and (project is None or row[3] == project)
         ]
@@ -152,4 +234,16 @@ def resolve_runs(
         RunNotFoundError: a reference matches nothing.
         AmbiguousRunError: a reference matches several runs.
     """
-    return [resolve_run(con, ref, experiment=experiment, project=project) for ref in refs]
+    refs = list(refs)
+    wanted = list(dict.fromkeys(ref.strip() for ref in refs if ref.strip()))
+    found: dict[str, list[tuple[str, str | None, str | None, str | None]]] = {}
+    if wanted:
+        cursor = con.cursor()
+        try:
+            found = _candidates(con, cursor, wanted)
+        finally:
+            cursor.close()
+    return [
+        _resolve(con, ref, found.get(ref.strip()), experiment=experiment, project=project)
+        for ref in refs
+    ]

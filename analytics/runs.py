@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ledger.analytics.engine import connect, run_sql
+import duckdb
+from ledger.analytics.engine import connect, fetch_frame, run_sql
 
 from ledger.errors import InvalidValueError
 from ledger.events import STATUSES
@@ -54,3 +56,43 @@ def list_runs(
         )
     finally:
         con.close()
+
+
+def metric_history(
+    run_id: str,
+    keys: str | Sequence[str] | None = None,
+    *,
+    store: str | os.PathLike[str] | Store | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pl.DataFrame:
+    """Every point one run logged: ``key, step, ts, value`` ordered by key and step.
+
+    Only the files whose run_id statistics can hold the run are read (a handful of a
+    store's hundreds), so it costs about the same on a large store as on a small one.
+    ``run_id`` is a full run id (resolve prefixes and names with
+    ``ledger.analytics.resolve.resolve_run``); ``keys`` limits it to these metrics.
+    """
+    from ledger.analytics.pruning import runs_cursor
+
+    own = con is None
+    if own:
+        con = connect(store)
+    assert con is not None
+    cur = runs_cursor(con, [run_id], ("metrics",))
+    try:
+        wanted = [keys] if isinstance(keys, str) else None if keys is None else list(keys)
+        key_filter = "" if wanted is None else "AND key IN (SELECT unnest($keys))"
+        values: dict[str, object] = {"run_id": run_id}
+        if wanted is not None:
+            values["keys"] = wanted
+        return fetch_frame(
+            cur or con,
+            f"""SELECT key, step, ts, value FROM metrics WHERE run_id = $run_id {key_filter}
+            ORDER BY key, step, ts, seq""",
+            values,
+        )
+    finally:
+        if cur is not None:
+            cur.close()
+        if own:
+            con.close()

@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 from ledger.analytics.engine import quote_identifier
+from ledger.analytics.pruning import param_value_types
 from ledger.analytics.resolve import resolve_run
 
 from ledger.durations import parse_duration
@@ -196,11 +197,16 @@ class Scope:
             key_filter = "" if keys is None else "AND key IN (SELECT unnest($keys))"
             if keys is not None:
                 values["keys"] = keys
-            rows = con.execute(
-                f"""SELECT key, list(DISTINCT value_type) FROM events_params
-                WHERE {in_project} {key_filter} GROUP BY key ORDER BY key""",
-                values,
-            ).fetchall()
+            # Per-file answers are cached (only new files are read); the view otherwise.
+            cached = param_value_types(con, self.project, keys)
+            if cached is not None:
+                rows = sorted((key, list(types)) for key, types in cached.items())
+            else:
+                rows = con.execute(
+                    f"""SELECT key, list(DISTINCT value_type) FROM events_params
+                    WHERE {in_project} {key_filter} GROUP BY key ORDER BY key""",
+                    values,
+                ).fetchall()
             self.param_types = {key: _sql_type(types) for key, types in rows}
         for key in wanted_params:  # asked for but never logged: a NULL column
             self.param_types.setdefault(key, "VARCHAR")

@@ -12,8 +12,11 @@ an arbitrary time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import duckdb
 from ledger.analytics.engine import quote_literal
+from ledger.analytics.pruning import files_for_runs
 
 from ledger.objectstore import is_object_uri
 
@@ -58,8 +61,11 @@ def _read(paths: list[str]) -> str:
     return f"read_parquet([{listed}], union_by_name = true)"
 
 
-def summaries_sql(con: duckdb.DuckDBPyConnection) -> str:
+def summaries_sql(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str] | None = None) -> str:
     """A parenthesised subquery with the ``metric_summaries`` view's columns, fast.
+
+    With ``run_ids``, only files whose run_id statistics can hold one of them are read
+    (rows of other runs may then be incomplete: filter the result by ``run_ids``).
 
     Raises:
         duckdb.Error: the store's files cannot be listed.
@@ -73,6 +79,8 @@ def summaries_sql(con: duckdb.DuckDBPyConnection) -> str:
         return "metric_summaries"
     twins = [path for rel, path in summaries.items() if rel in metrics]
     raw = [path for rel, path in metrics.items() if rel not in summaries]
+    if run_ids is not None:
+        twins, raw = files_for_runs(twins, run_ids), files_for_runs(raw, run_ids)
     parts = []
     if twins:
         parts.append(f"SELECT {COLUMNS} FROM {_read(twins)}")

@@ -39,6 +39,7 @@ from ledger.analytics.diff import diff
 from ledger.analytics.engine import connect, fetch_frame
 from ledger.analytics.importance import importance
 from ledger.analytics.leaderboard import leaderboard
+from ledger.analytics.runs import metric_history
 from ledger.analytics.summaries import summaries_sql
 
 import ledger
@@ -565,9 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     points = add(
         f"read all {LONG_RUN_POINTS:,} points of one run",
         "<= 0.020 s",
-        lambda: fetch_frame(
-            con, "SELECT step, value, ts FROM metrics WHERE run_id = $1 ORDER BY step", [long_id]
-        ),
+        lambda: metric_history(long_id, con=con),
     )
     assert getattr(points, "height", 0) == LONG_RUN_POINTS
     add(

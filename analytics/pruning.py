@@ -1,0 +1,261 @@
+"""Reading a few runs without opening every file: prune files by their run_id statistics.
+
+A question about one or two runs (``diff``, a run's metric history) would otherwise make
+DuckDB open the footer of every file of a kind (a few hundred on a busy store) to skip
+their row groups one by one. The writer keeps min/max statistics on ``run_id`` in every
+file, and files are written per writer flush, so a run lives in a handful of them.
+
+:func:`runs_cursor` lists the visible files of each kind once (the same globs as the
+``events_<kind>`` views, minus what the lifecycle commit log hides: a hidden file is
+never read), keeps those whose run_id range can hold one of the runs, and returns a
+cursor of the connection in which ``events_<kind>`` are temporary views over just those
+files. Every view built on them (``runs``, ``params``, ``metrics``...) then reads only
+them, with the same columns and values. File statistics are cached by path, size and
+modification time, so a replaced file is read afresh.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Sequence
+
+import duckdb
+import pyarrow.parquet as pq
+from ledger.analytics.engine import HIVE_TYPES, quote_identifier, quote_literal
+
+from ledger.objectstore import is_object_uri
+
+_SCHEMA_PARTITION = "project=__schema__"
+_CACHE_LIMIT = 200_000
+_cache: dict[tuple[str, str], tuple[int, int, str | None, str | None]] = {}
+_lock = threading.Lock()
+
+
+def visible_files(con: duckdb.DuckDBPyConnection, kind: str) -> list[str] | None:
+    """Every file the ``events_<kind>`` view reads now (schema files included); None
+    when they cannot be listed here (object stores)."""
+    found = visible_files_of(con, [kind])
+    return None if found is None else found[kind]
+
+
+def visible_files_of(
+    con: duckdb.DuckDBPyConnection, kinds: Sequence[str]
+) -> dict[str, list[str]] | None:
+    """:func:`visible_files` of several kinds in one query (one glob per pattern and one
+    read of the commit log); None when any of them cannot be listed here."""
+    if not kinds:
+        return {}
+    rows = con.execute(
+        "SELECT " + ", ".join(f"getvariable('globs_{kind}')" for kind in kinds)
+    ).fetchall()[0]
+    globs = {kind: list(patterns or []) for kind, patterns in zip(kinds, rows, strict=True)}
+    if any(is_object_uri(p) for patterns in globs.values() for p in patterns):
+        return None
+    parts = [
+        f"SELECT {quote_literal(kind)} AS kind, file FROM glob({quote_literal(pattern)})"
+        for kind, patterns in globs.items()
+        for pattern in patterns
+    ]
+    found: dict[str, list[str]] = {kind: [] for kind in kinds}
+    if not parts:
+        return found
+    listing = " UNION ALL ".join(parts)
+    has_log = con.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = '_lifecycle_hidden'"
+    ).fetchall()[0][0]
+    # Files the lifecycle commit log hides (replaced by a compaction, archived, purged,
+    # or written by one not committed yet) are left out as the events_<kind> views do.
+    hidden = (
+        " WHERE NOT EXISTS (SELECT 1 FROM _lifecycle_hidden h "
+        "WHERE h.kind = g.kind AND h.file = g.file)"
+        if has_log
+        else ""
+    )
+    for kind, path in con.execute(f"SELECT kind, file FROM ({listing}) g{hidden}").fetchall():
+        found[kind].append(path)
+    return found
+
+
+def _run_id_range(path: str, column_name: str = "run_id") -> tuple[str | None, str | None] | None:
+    """(min, max) of a string column (run_id) in a file; (None, None) when it has no
+    non-null values; None when unknown (no statistics, no such column): read it."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None  # vanished: let DuckDB report it as the views would
+    key = (info.st_size, info.st_mtime_ns)
+    with _lock:
+        cached = _cache.get((path, column_name))
+    if cached is not None and cached[:2] == key:
+        return cached[2], cached[3]
+    try:
+        meta = pq.read_metadata(path)
+    except Exception:
+        return None
+    low: str | None = None
+    high: str | None = None
+    names = meta.schema.names
+    if column_name not in names:
+        return None
+    column = names.index(column_name)
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        if group.num_rows == 0:
+            continue
+        stats = group.column(column).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        lo, hi = stats.min, stats.max
+        lo = lo.decode() if isinstance(lo, bytes) else lo
+        hi = hi.decode() if isinstance(hi, bytes) else hi
+        low = lo if low is None or lo < low else low
+        high = hi if high is None or hi > high else high
+    if meta.num_rows and low is None and column_name == "run_id":
+        return None  # rows but only NULL run_ids: no bounds to trust
+    with _lock:
+        if len(_cache) >= _CACHE_LIMIT:
+            _cache.clear()
+        _cache[(path, column_name)] = (*key, low, high)
+    return low, high
+
+
+def files_for_runs(files: Iterable[str], run_ids: Sequence[str]) -> list[str]:
+    """The ``files`` that may hold a row of one of ``run_ids`` (schema files always)."""
+    kept = []
+    for path in files:
+        if _SCHEMA_PARTITION in path.replace("\\", "/"):
+            kept.append(path)
+            continue
+        bounds = _run_id_range(path)
+        if bounds is None:
+            kept.append(path)
+            continue
+        low, high = bounds
+        if low is not None and high is not None and any(low <= r <= high for r in run_ids):
+            kept.append(path)
+    return kept
+
+
+def runs_cursor(
+    con: duckdb.DuckDBPyConnection, run_ids: Sequence[str], kinds: Sequence[str]
+) -> duckdb.DuckDBPyConnection | None:
+    """A cursor of ``con`` whose ``events_<kind>`` views read only the files that may
+    hold ``run_ids`` (see module doc); close it when done. None when pruning does not
+    apply (a connection ``as_of`` a moment, object stores, no files): use ``con``.
+
+    Only rows of ``run_ids`` are complete through it: filter every query by them.
+    """
+    if not run_ids:
+        return None
+    if con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
+        return None
+    views: dict[str, list[str]] = {}
+    listed = visible_files_of(con, kinds)
+    if listed is None:
+        return None
+    for kind in kinds:
+        files = listed[kind]
+        if not files:
+            return None
+        kept = files_for_runs(files, run_ids)
+        if not kept:
+            return None  # no schema file to give the columns: the plain view will do
+        views[kind] = kept
+    cur = con.cursor()
+    try:
+        # A cursor has its own session: carry over variables and settings.
+        for name, value, type_ in con.execute(
+            "SELECT name, value, type FROM duckdb_variables()"
+        ).fetchall():
+            cur.execute(f"SET VARIABLE {quote_identifier(name)} = $1::{type_}", [value])
+        ((zone,),) = con.execute("SELECT current_setting('TimeZone')").fetchall()
+        cur.execute(f"SET TimeZone = {quote_literal(str(zone))}")
+        cur.execute("SET parquet_metadata_cache = true")
+        for kind, files in views.items():
+            listed = ", ".join(quote_literal(path) for path in files)
+            cur.execute(
+                f"CREATE TEMP VIEW events_{kind} AS SELECT * FROM read_parquet([{listed}], "
+                f"hive_partitioning = true, union_by_name = true, hive_types = {HIVE_TYPES})"
+            )
+    except BaseException:
+        cur.close()
+        raise
+    return cur
+
+
+def files_matching(
+    files: Iterable[str], column: str, low: str, high: str | None = None
+) -> list[str]:
+    """The ``files`` whose ``column`` statistics overlap ``[low, high)`` (``high`` None:
+    the single value ``low``); schema files and files without statistics always."""
+    kept = []
+    for path in files:
+        if _SCHEMA_PARTITION in path.replace("\\", "/"):
+            kept.append(path)
+            continue
+        bounds = _run_id_range(path, column)
+        if bounds is None:
+            kept.append(path)
+            continue
+        lo, hi = bounds
+        if lo is None or hi is None:
+            continue
+        if (high is None and lo <= low <= hi) or (high is not None and lo < high and low <= hi):
+            kept.append(path)
+    return kept
+
+
+# path -> (size, mtime_ns, {(project, key): {value_type...}})
+_types_cache: dict[str, tuple[int, int, dict[tuple[str, str], set[str | None]]]] = {}
+
+
+def param_value_types(
+    con: duckdb.DuckDBPyConnection, project: str | None, keys: Sequence[str] | None
+) -> dict[str, set[str | None]] | None:
+    """``{key: {value_type...}}`` over the visible params files (of ``project``), for
+    ``keys`` (None: every key). Each file's answer is cached by path, size and mtime,
+    so only files written since the last call are read. None when it does not apply
+    (``as_of`` connections, object stores): ask the ``events_params`` view."""
+    if con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
+        return None
+    files = visible_files(con, "params")
+    if files is None:
+        return None
+    stamps: dict[str, tuple[int, int]] = {}
+    missing = []
+    for path in files:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        stamps[path] = (info.st_size, info.st_mtime_ns)
+        with _lock:
+            cached = _types_cache.get(path)
+        if cached is None or cached[:2] != stamps[path]:
+            missing.append(path)
+    if missing:
+        listed = ", ".join(quote_literal(path) for path in missing)
+        found: dict[str, dict[tuple[str, str], set[str | None]]] = {p: {} for p in missing}
+        for path, project_, key, types in con.execute(
+            f"SELECT filename, project, key, list(DISTINCT value_type) "
+            f"FROM read_parquet([{listed}], hive_partitioning = true, union_by_name = true, "
+            f"filename = true, hive_types = {HIVE_TYPES}) GROUP BY ALL"
+        ).fetchall():
+            found.setdefault(path, {})[(project_, key)] = set(types)
+        with _lock:
+            if len(_types_cache) >= _CACHE_LIMIT:
+                _types_cache.clear()
+            for path in missing:
+                _types_cache[path] = (*stamps[path], found.get(path, {}))
+    merged: dict[str, set[str | None]] = {}
+    wanted = None if keys is None else set(keys)
+    with _lock:
+        per_file = [_types_cache.get(path) for path in files]
+    for entry in per_file:
+        if entry is None:
+            continue
+        for (project_, key), types in entry[2].items():
+            if (project is None or project_ == project) and (wanted is None or key in wanted):
+                merged.setdefault(key, set()).update(types)
+    return merged
