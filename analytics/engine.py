@@ -16,10 +16,11 @@ import re
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 
@@ -409,23 +410,50 @@ def fetch_frame(
     return _fetch(con, sql, params)
 
 
+def fetch_rows(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Execute trusted ``sql`` and return its rows as dicts (column order kept).
+
+    For small results on latency-sensitive paths (``ledger status``): DuckDB's own
+    Python conversion, so neither pyarrow nor polars is imported. Scalar columns come
+    back as :func:`fetch_frame`'s ``to_dicts()`` would give them; nested types may differ
+    (a MAP is a dict here), so use this only for queries of scalar columns.
+    """
+    refresh_sources(con, sql)
+
+    def rows() -> list[dict[str, Any]]:
+        result = con.execute(sql, params)
+        names = [column[0] for column in result.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+    return _retry_vanished(rows)
+
+
 def _fetch(
     con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None
 ) -> pl.DataFrame:
     import polars as pl
 
-    for attempt in range(_VANISHED_RETRIES + 1):
+    frame = _retry_vanished(lambda: pl.from_arrow(con.sql(sql, params=params).to_arrow_table()))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+_T = TypeVar("_T")
+
+
+def _retry_vanished(fetch: Callable[[], _T]) -> _T:
+    for attempt in range(_VANISHED_RETRIES):
         try:
-            frame = pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
-            break
+            return fetch()
         except duckdb.IOException as exc:
             # A lifecycle clean-up deleted a file this query had globbed (only files the
             # commit log already hides are deleted, so re-running sees the same answer).
-            if attempt == _VANISHED_RETRIES or not _vanished(exc):
+            if not _vanished(exc):
                 raise
             time.sleep(0.01 * (attempt + 1))
-    assert isinstance(frame, pl.DataFrame)
-    return frame
+    return fetch()
 
 
 _VANISHED_RETRIES = 5
