@@ -26,6 +26,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Collection
 from typing import Any
 
 import duckdb
@@ -331,6 +332,7 @@ def recent_connection(
     *,
     since: dt.datetime,
     stall_after: float | None = None,
+    views: Collection[str] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A connection whose views hold only the runs with any event since ``since`` (all of
     their events), for one-shot questions about recent activity (``ledger status``).
@@ -341,6 +343,10 @@ def recent_connection(
     (DESIGN.md invariant 2: ts is the time of logging), so widening the window back until
     every recent run's start is found gives each of them its complete history. Object
     stores fall back to :func:`~ledger.analytics.engine.connect`.
+
+    ``views``: create only these views of ``queries/`` (plus those they build on), not
+    all of them (``ledger status`` passes ``monitor.STATUS_VIEWS``); every
+    ``events_<kind>`` view exists either way.
     """
     store_obj = open_store(store)
     stall = store_obj.settings.stall_after if stall_after is None else float(stall_after)
@@ -387,5 +393,5 @@ def recent_connection(
             f"CREATE VIEW events_{kind} AS SELECT * FROM {scan(kind, cutoff)} "
             "WHERE run_id IN (SELECT run_id FROM scope_ids)"
         )
-    _create_views(con)
+    _create_views(con, views)
     return con

@@ -45,6 +45,9 @@ STATUS_TYPES = {
 
 STATUS_COLUMNS = tuple(STATUS_TYPES)
 
+STATUS_VIEWS = ("runs", "params", "tags", "costs")
+"""The views :func:`status` reads (besides ``events_metrics`` / ``events_system``)."""
+
 # Runs worth showing live: open ones, and ones that failed/were killed/went silent lately.
 _CANDIDATES_SQL = """
 SELECT run_id, project, experiment, name, status, start_time, end_time, duration_s,

@@ -106,7 +106,7 @@ def status_cmd(
     ledger status --watch --interval 5s
     """
     from ledger.analytics.live import LiveStore, recent_connection
-    from ledger.analytics.monitor import STATUS_TYPES, status_frame, status_rows
+    from ledger.analytics.monitor import STATUS_TYPES, STATUS_VIEWS, status_frame, status_rows
     from ledger.durations import parse_duration
     from ledger.output import render_rows
     from ledger.store import open_store
@@ -121,7 +121,7 @@ def status_cmd(
         store_obj = open_store(store)
         window = max(parse_duration(recent, what="recent window"), store_obj.settings.stall_after)
         since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=window + 60)
-        source = recent_connection(store_obj, since=since)
+        source = recent_connection(store_obj, since=since, views=STATUS_VIEWS)
 
     def snapshot() -> Any:
         con = source.cursor() if live else source
