@@ -16,10 +16,11 @@ import re
 import threading
 import time
 import weakref
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 
@@ -287,10 +288,15 @@ def _create_base_views(
         con.execute(statement)
 
 
-def _create_views(con: duckdb.DuckDBPyConnection) -> None:
+def _create_views(con: duckdb.DuckDBPyConnection, only: Collection[str] | None = None) -> None:
+    """Every view of ``queries/``, or with ``only`` just those views and the ones they
+    build on (creating a view binds its query: all of them cost a one-shot caller such
+    as ``ledger status`` ~40 ms)."""
     # Views may build on each other; create in passes until all exist (files stay
     # one-view-per-file with no ordering convention to maintain).
     remaining = _view_files()
+    if only is not None:
+        remaining = _with_dependencies(remaining, only)
     while remaining:
         failed: list[tuple[str, str]] = []
         last_error: Exception | None = None
@@ -303,6 +309,26 @@ def _create_views(con: duckdb.DuckDBPyConnection) -> None:
         if len(failed) == len(remaining):
             raise QueryError(f"Cannot create view {failed[0][0]}: {last_error}")
         remaining = failed
+
+
+def _with_dependencies(
+    files: list[tuple[str, str]], names: Collection[str]
+) -> list[tuple[str, str]]:
+    """The view files of ``names`` plus every view their SQL mentions, transitively (a
+    name matched as a word; a false match only creates a view more)."""
+    texts = dict(files)
+    wanted: set[str] = set()
+    pending = [name for name in names if name in texts]
+    while pending:
+        name = pending.pop()
+        if name not in wanted:
+            wanted.add(name)
+            pending.extend(
+                other
+                for other in texts
+                if other not in wanted and re.search(rf"\b{re.escape(other)}\b", texts[name])
+            )
+    return [(name, sql) for name, sql in files if name in wanted]
 
 
 def connect(
@@ -415,16 +441,47 @@ def fetch_frame(
     return _fetch(con, sql, params)
 
 
+def fetch_rows(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Execute trusted ``sql`` and return its rows as dicts (column order kept).
+
+    For small results on latency-sensitive paths (``ledger status``): DuckDB's own
+    Python conversion, so neither pyarrow nor polars is imported. Scalar columns come
+    back as :func:`fetch_frame`'s ``to_dicts()`` would give them; nested types may differ
+    (a MAP is a dict here), so use this only for queries of scalar columns.
+    """
+    refresh_sources(con, sql)
+
+    def rows() -> list[dict[str, Any]]:
+        result = con.execute(sql, params)
+        names = [column[0] for column in result.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+    return _retry_vanished(con, rows)
+
+
 def _fetch(
     con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None
 ) -> pl.DataFrame:
     import polars as pl
 
+    frame = _retry_vanished(
+        con, lambda: pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
+    )
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+_T = TypeVar("_T")
+
+
+def _retry_vanished(con: duckdb.DuckDBPyConnection, fetch: Callable[[], _T]) -> _T:
     store = _lifecycle_stores.get(id(con))
     for attempt in range(_VANISHED_RETRIES + 1):
         before = txnlog.log_version(store) if store is not None else None
         try:
-            frame = pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
+            result = fetch()
         except duckdb.IOException as exc:
             # A lifecycle clean-up deleted a file this query had globbed (only files the
             # commit log already hides are deleted, so re-running sees the same answer).
@@ -437,9 +494,8 @@ def _fetch(
         # before the log was read would make its inputs hidden and its outputs unlisted.
         # Such a query straddled a log change: run it again.
         if store is None or attempt == _VANISHED_RETRIES or txnlog.log_version(store) == before:
-            break
-    assert isinstance(frame, pl.DataFrame)
-    return frame
+            return result
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 _VANISHED_RETRIES = 20

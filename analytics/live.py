@@ -26,6 +26,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Collection
 from typing import Any
 
 import duckdb
@@ -132,10 +133,14 @@ class LiveStore:
         source = "FROM events_runs"
         self.db.execute(header.sub("CREATE OR REPLACE VIEW runs_live AS", sql, count=1))
         if header.search(sql) and sql.count(source) == 1:
+            # The touched runs' rows by rowid: filtering mirror_runs on run_id directly
+            # makes DuckDB fetch every column of every row first (~25 ms for 300,000
+            # events here, on each refresh); the rowid lookup fetches only the matches.
             touched = sql.replace(
                 source,
-                "FROM (SELECT * FROM events_runs "
-                "WHERE run_id IN (SELECT run_id FROM live_touched))",
+                "FROM (SELECT * EXCLUDE (_file) FROM mirror_runs WHERE rowid IN "
+                "(SELECT rowid FROM mirror_runs "
+                "WHERE run_id IN (SELECT run_id FROM live_touched)))",
             )
             touched = header.sub("CREATE OR REPLACE VIEW runs_touched AS", touched, count=1)
         else:  # the view changed shape: fold everything, then pick
@@ -172,7 +177,7 @@ class LiveStore:
     def _list(self, kind: str) -> set[str]:
         files: set[str] = set()
         for pattern in source_globs(self.store, kind):
-            files.update(glob.glob(pattern))
+            files.update(_glob(pattern))
         return files
 
     def refresh(self, *, force: bool = False) -> bool:
@@ -282,11 +287,40 @@ class LiveStore:
             self.db.close()
 
 
+_LAYOUT = os.sep.join(("", "*", "*", "*.parquet"))
+
+
+def _glob(pattern: str) -> list[str]:
+    """``glob.glob(pattern)``; for the store's layout (``<dir>/*/*/*.parquet``, see
+    ``Store.kind_glob``) a plain walk of the partition directories, about 3x faster
+    than glob's pattern matching (a refresh lists every partition of every kind)."""
+    prefix = pattern[: -len(_LAYOUT)]
+    if not pattern.endswith(_LAYOUT) or glob.has_magic(prefix):
+        return glob.glob(pattern)
+    found: list[str] = []
+
+    def entries(path: str) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(path) as listing:
+                return [entry for entry in listing if not entry.name.startswith(".")]
+        except OSError:  # missing, or removed while listing (as glob does: skip it)
+            return []
+
+    for project in entries(prefix):
+        if project.is_dir():
+            for day in entries(project.path):
+                if day.is_dir():
+                    found.extend(
+                        entry.path for entry in entries(day.path) if entry.name.endswith(".parquet")
+                    )
+    return found
+
+
 def _partitioned_files(store: Store, kind: str) -> list[tuple[str, dt.date, str]]:
     """(project, date, path) of every file of ``kind`` (schema files included)."""
     out = []
     for pattern in source_globs(store, kind):
-        for name in glob.glob(pattern):
+        for name in _glob(pattern):
             match = _PARTITION.search(name.replace(os.sep, "/"))
             if match:
                 out.append((match.group(1), dt.date.fromisoformat(match.group(2)), name))
@@ -298,6 +332,7 @@ def recent_connection(
     *,
     since: dt.datetime,
     stall_after: float | None = None,
+    views: Collection[str] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A connection whose views hold only the runs with any event since ``since`` (all of
     their events), for one-shot questions about recent activity (``ledger status``).
@@ -308,6 +343,10 @@ def recent_connection(
     (DESIGN.md invariant 2: ts is the time of logging), so widening the window back until
     every recent run's start is found gives each of them its complete history. Object
     stores fall back to :func:`~ledger.analytics.engine.connect`.
+
+    ``views``: create only these views of ``queries/`` (plus those they build on), not
+    all of them (``ledger status`` passes ``monitor.STATUS_VIEWS``); every
+    ``events_<kind>`` view exists either way.
     """
     store_obj = open_store(store)
     stall = store_obj.settings.stall_after if stall_after is None else float(stall_after)
@@ -354,5 +393,5 @@ def recent_connection(
             f"CREATE VIEW events_{kind} AS SELECT * FROM {scan(kind, cutoff)} "
             "WHERE run_id IN (SELECT run_id FROM scope_ids)"
         )
-    _create_views(con)
+    _create_views(con, views)
     return con

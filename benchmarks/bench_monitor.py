@@ -268,7 +268,7 @@ def main() -> None:
 
     def watch_refresh() -> None:
         cur = live.cursor()  # refresh (list files, load new ones) + query, as --watch does
-        monitor.status(cur)
+        monitor.status_rows(cur)
         cur.close()
 
     print(f"{'status --watch refresh (live mirror)':42s} {_percentiles(timed(watch_refresh))}")
@@ -276,8 +276,8 @@ def main() -> None:
 
     def one_shot() -> None:
         since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1, minutes=1)
-        con = recent_connection(path, since=since)
-        monitor.status(con)
+        con = recent_connection(path, since=since, views=monitor.STATUS_VIEWS)  # as the CLI
+        monitor.status_rows(con)
         con.close()
 
     print(f"{'status one-shot (in process)':42s} {_percentiles(timed(one_shot))}")

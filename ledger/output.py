@@ -6,14 +6,17 @@ Every read verb shares :func:`output_options` (``--format``, ``--output``).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import polars as pl
+
+if TYPE_CHECKING:  # polars loads on first render: the CLI's start-up stays light
+    import polars as pl
 
 FORMATS = ("table", "csv", "json", "jsonl", "parquet", "markdown")
 MAX_TABLE_ROWS = 1000
@@ -69,14 +72,11 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _markdown(frame: pl.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    rows = [
-        "| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |"
-        for row in frame.iter_rows()
-    ]
-    return "\n".join([header, rule, *rows]) + "\n"
+def _markdown(columns: list[str], rows: Iterable[Sequence[Any]]) -> str:
+    header = "| " + " | ".join(columns) + " |"
+    rule = "| " + " | ".join("---" for _ in columns) + " |"
+    lines = ["| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |" for row in rows]
+    return "\n".join([header, rule, *lines]) + "\n"
 
 
 def render(
@@ -92,21 +92,64 @@ def render(
             raise click.UsageError("--format parquet needs --output FILE")
         frame.write_parquet(output)
         return
-    if fmt == "table":
-        _print_table(frame, output, title)
-        return
     if fmt == "csv":
-        text = frame.write_csv()
-    elif fmt == "markdown":
-        text = _markdown(frame)
+        _emit(frame.write_csv(), output)
+        return
+    numeric = [dtype.is_numeric() for dtype in frame.dtypes]
+    _render(frame.columns, numeric, frame.iter_rows(), frame.height, fmt, output, title)
+
+
+def render_rows(
+    rows: list[dict[str, Any]],
+    columns: Sequence[str],
+    fmt: str = "table",
+    output: str | None = None,
+    *,
+    numeric: Collection[str] = (),
+    to_frame: Callable[[list[dict[str, Any]]], pl.DataFrame],
+    title: str | None = None,
+) -> None:
+    """:func:`render` for rows already in Python (dicts keyed by ``columns``), with the
+    same output: table, json, jsonl and markdown print without loading polars (a fresh
+    process saves ~0.3 s); csv and parquet go through ``to_frame(rows)``. ``numeric``:
+    the columns a table right-aligns (those a frame would hold as numbers).
+
+    Raises:
+        click.UsageError: parquet without ``--output``.
+    """
+    if fmt in ("csv", "parquet"):
+        render(to_frame(rows), fmt, output, title=title)
+        return
+    columns = list(columns)
+    aligned = [name in numeric for name in columns]
+    values = ([row[name] for name in columns] for row in rows)
+    _render(columns, aligned, values, len(rows), fmt, output, title)
+
+
+def _render(
+    columns: list[str],
+    numeric: list[bool],
+    rows: Iterable[Sequence[Any]],
+    height: int,
+    fmt: str,
+    output: str | None,
+    title: str | None,
+) -> None:
+    if fmt == "table":
+        _print_table(columns, numeric, rows, height, output, title)
+        return
+    if fmt == "markdown":
+        text = _markdown(columns, rows)
     else:
-        records = [
-            {k: _json_value(v) for k, v in row.items()} for row in frame.iter_rows(named=True)
-        ]
+        records = [{k: _json_value(v) for k, v in zip(columns, row, strict=True)} for row in rows]
         if fmt == "json":
             text = json.dumps(records, indent=2, ensure_ascii=False, default=str) + "\n"
         else:
             text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
+    _emit(text, output)
+
+
+def _emit(text: str, output: str | None) -> None:
     if output:
         with open(output, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -114,27 +157,35 @@ def render(
         click.echo(text, nl=False)
 
 
-def _print_table(frame: pl.DataFrame, output: str | None, title: str | None) -> None:
+def _print_table(
+    columns: list[str],
+    numeric: list[bool],
+    rows: Iterable[Sequence[Any]],
+    height: int,
+    output: str | None,
+    title: str | None,
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    shown = frame.head(MAX_TABLE_ROWS)
     table = Table(title=title, show_lines=False, header_style="bold")
-    for name, dtype in zip(frame.columns, frame.dtypes, strict=True):
-        table.add_column(name, justify="right" if dtype.is_numeric() else "left", overflow="fold")
-    for row in shown.iter_rows():
+    for name, right in zip(columns, numeric, strict=True):
+        table.add_column(name, justify="right" if right else "left", overflow="fold")
+    shown = 0
+    for row in itertools.islice(rows, MAX_TABLE_ROWS):
         table.add_row(*(_cell(value) for value in row))
+        shown += 1
     if output:
         with open(output, "w", encoding="utf-8") as handle:
             Console(file=handle, width=200).print(table)
         return
     console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(table)
-    hidden = frame.height - shown.height
+    hidden = height - shown
     if hidden > 0:
         console.print(
             f"{hidden:,} more rows not shown; use --format csv/json/parquet --output FILE "
             "for all of them"
         )
-    elif frame.height == 0:
+    elif height == 0:
         console.print("(no rows)")

@@ -30,8 +30,11 @@ def _age(seconds: float | None) -> str:
 
 
 def status_table(frame: Any, *, title: str) -> Any:
-    """A rich table of ``analytics.monitor.status`` rows, status-coloured."""
+    """A rich table of ``analytics.monitor.status`` rows (a frame, or the dicts of
+    ``status_rows``), status-coloured."""
     from rich.table import Table
+
+    rows = frame if isinstance(frame, list) else list(frame.iter_rows(named=True))
 
     table = Table(title=title, header_style="bold", expand=False)
     for name, justify in (
@@ -40,7 +43,7 @@ def status_table(frame: Any, *, title: str) -> Any:
         ("heartbeat", "right"), ("cpu", "right"), ("gpu", "right"), ("cost", "right"),
     ):  # fmt: skip
         table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
-    for row in frame.iter_rows(named=True):
+    for row in rows:
         style = STATUS_STYLE.get(row["status"], "")
         status = f"[{style}]{row['status']}[/]" if style else row["status"]
         if row["status"] in ("failed", "killed") and row["message"]:
@@ -63,7 +66,7 @@ def status_table(frame: Any, *, title: str) -> Any:
             "" if row["gpu_util"] is None else f"{row['gpu_util']:.0f}%",
             "" if row["cost_usd"] is None else f"${row['cost_usd']:.2f}",
         )
-    if frame.height == 0:
+    if not rows:
         table.caption = "no running runs, and none failed or stalled lately"
     return table
 
@@ -103,9 +106,9 @@ def status_cmd(
     ledger status --watch --interval 5s
     """
     from ledger.analytics.live import LiveStore, recent_connection
-    from ledger.analytics.monitor import status
+    from ledger.analytics.monitor import STATUS_TYPES, STATUS_VIEWS, status_frame, status_rows
     from ledger.durations import parse_duration
-    from ledger.output import render
+    from ledger.output import render_rows
     from ledger.store import open_store
 
     seconds = parse_duration(interval, what="interval")
@@ -118,26 +121,29 @@ def status_cmd(
         store_obj = open_store(store)
         window = max(parse_duration(recent, what="recent window"), store_obj.settings.stall_after)
         since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=window + 60)
-        source = recent_connection(store_obj, since=since)
+        source = recent_connection(store_obj, since=since, views=STATUS_VIEWS)
 
     def snapshot() -> Any:
         con = source.cursor() if live else source
         try:
-            return status(con, project=project, recent=recent, metrics=keys)
+            return status_rows(con, project=project, recent=recent, metrics=keys)
         finally:
             if live:
                 con.close()
 
     try:
         if not live:
-            frame = snapshot()
+            rows = snapshot()
             if fmt == "table" and not output:
                 from rich.console import Console
 
                 width = None if sys.stdout.isatty() else 200
-                Console(width=width).print(status_table(frame, title=_title(project)))
+                Console(width=width).print(status_table(rows, title=_title(project)))
             else:
-                render(frame, fmt, output)
+                numeric = [k for k, kind in STATUS_TYPES.items() if kind in (int, float)]
+                render_rows(
+                    rows, list(STATUS_TYPES), fmt, output, numeric=numeric, to_frame=status_frame
+                )
             return
         from rich.live import Live
 
