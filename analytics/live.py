@@ -40,7 +40,7 @@ from ledger.analytics.engine import (
     source_globs,
 )
 
-from ledger import events
+from ledger import events, txnlog
 from ledger.store import Store, open_store
 
 log = logging.getLogger("ledger")
@@ -97,6 +97,8 @@ class LiveStore:
         # (kind, project) -> [(date, file)] of the high-volume kinds, from the last refresh.
         self._listing: dict[tuple[str, str], list[tuple[dt.date, str]]] = {}
         self._columns: dict[str, list[str]] = {}
+        # The commit log's hidden files, keyed by the log version they were read at.
+        self._hidden: tuple[tuple[str, ...], set[tuple[str, str]]] | None = None
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
@@ -174,11 +176,18 @@ class LiveStore:
             self._rcon.execute("ROLLBACK")
             raise
 
-    def _list(self, kind: str) -> set[str]:
-        files: set[str] = set()
-        for pattern in source_globs(self.store, kind):
-            files.update(_glob(pattern))
-        return files
+    def _visible_listing(self) -> dict[str, set[str]]:
+        """The files of every mirrored and listed kind a plain view would read now: the
+        listing minus what the lifecycle commit log hides (see :func:`visible_listing`).
+        The hidden set is re-read only when the log's record files changed."""
+
+        def hidden(version: tuple[str, ...]) -> set[tuple[str, str]]:
+            if self._hidden is None or self._hidden[0] != version:
+                self._hidden = (version, _hidden_files(self._rcon, self.store, version))
+            return self._hidden[1]
+
+        listing = visible_listing(self.store, MIRRORED_KINDS + LISTED_KINDS, hidden)
+        return {kind: {path for _, _, path in files} for kind, files in listing.items()}
 
     def refresh(self, *, force: bool = False) -> bool:
         """Load new files and forget vanished ones; True when anything changed."""
@@ -191,8 +200,9 @@ class LiveStore:
             self._last = now
             changed = False
             touched: set[str] = set()
+            listed = self._visible_listing()
             for kind in MIRRORED_KINDS:
-                present = self._list(kind)
+                present = listed[kind]
                 loaded = self._loaded[kind]
                 new, gone = sorted(present - loaded), sorted(loaded - present)
                 if kind == "runs" and gone:
@@ -214,7 +224,7 @@ class LiveStore:
                 self._update_runs_snapshot(touched)
             listing: dict[tuple[str, str], list[tuple[dt.date, str]]] = {}
             for kind in LISTED_KINDS:
-                for name in self._list(kind):
+                for name in listed[kind]:
                     match = _PARTITION.search(name.replace(os.sep, "/"))
                     if match:
                         day = dt.date.fromisoformat(match.group(2))
@@ -327,6 +337,55 @@ def _partitioned_files(store: Store, kind: str) -> list[tuple[str, dt.date, str]
     return out
 
 
+_EMPTY_LOG = {(), (txnlog.SCHEMA_NAME,)}
+_LISTING_RETRIES = 5
+
+
+def _hidden_files(
+    con: duckdb.DuckDBPyConnection, store: Store, version: tuple[str, ...]
+) -> set[tuple[str, str]]:
+    """(kind, absolute path) of the hot tier's files the commit log hides, read with
+    DuckDB (no pyarrow: ``ledger status`` stays light). Nothing to read when the log
+    holds no transaction record (its usual state between lifecycle operations)."""
+    if version in _EMPTY_LOG:
+        return set()
+    rows = con.execute(txnlog.hidden_sql(store, {txnlog.HOT: store.path()})).fetchall()
+    return {(kind, path) for kind, path in rows}
+
+
+def visible_listing(
+    store: Store,
+    kinds: Collection[str],
+    hidden: Any,
+) -> dict[str, list[tuple[str, dt.date, str]]]:
+    """(project, date, path) of every file of ``kinds`` that the plain views read now:
+    listed, minus the files the lifecycle commit log hides (inputs of a committed
+    compaction/archive/purge, outputs of one not committed yet).
+
+    ``hidden(version)`` returns the hidden (kind, path) pairs at a log version. The file
+    listing and the log are read at different instants, so the log's version is read
+    before and after: a listing that straddled a commit (whose outputs it may have
+    missed while the log already hides the inputs) is taken again.
+    """
+    for attempt in range(_LISTING_RETRIES):
+        before = txnlog.log_version(store)
+        try:
+            gone = hidden(before)
+        except duckdb.IOException:
+            if attempt == _LISTING_RETRIES - 1:
+                raise
+            continue  # a record was cleaned up while being read: the version moved
+        listing = {kind: _partitioned_files(store, kind) for kind in kinds}
+        if txnlog.log_version(store) == before:
+            break
+    if not gone:
+        return listing
+    return {
+        kind: [entry for entry in files if (kind, entry[2]) not in gone]
+        for kind, files in listing.items()
+    }
+
+
 def recent_connection(
     store: str | os.PathLike[str] | Store | None = None,
     *,
@@ -353,8 +412,10 @@ def recent_connection(
     if not store_obj.is_local:
         return connect(store_obj, stall_after=stall)
     store_obj.ensure_initialized()
-    listing = {kind: _partitioned_files(store_obj, kind) for kind in events.KINDS}
     con = duckdb.connect(":memory:")
+    listing = visible_listing(
+        store_obj, events.KINDS, lambda version: _hidden_files(con, store_obj, version)
+    )
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET VARIABLE stall_after_s = {stall!r}::DOUBLE")
 
