@@ -23,7 +23,7 @@ from typing import Any
 
 from ledger.analytics.alerts import Alert, AlertRules, alert_event, already_alerted, detect
 from ledger.analytics.engine import connect
-from ledger.analytics.live import LiveStore
+from ledger.analytics.live import recent_connection
 
 from ledger.errors import ConfigError, LedgerError
 from ledger.store import Store, open_store
@@ -31,6 +31,9 @@ from ledger.writer import writer_for
 
 log = logging.getLogger("ledger")
 
+_ALERT_VIEWS = ("runs", "costs")
+"""The views :func:`~ledger.analytics.alerts.detect` reads (besides ``events_runs`` and
+``events_metrics``)."""
 _RETRY_HTTP = {408, 425, 429, 500, 502, 503, 504}
 
 
@@ -190,23 +193,31 @@ def watch(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
     """Watch the store: a pass every ``interval`` seconds until ``should_stop()`` (or one
-    pass with ``once``). One live mirror of the store serves every pass."""
+    pass with ``once``).
+
+    Each pass reads only the runs with events within the lookback (or the stall
+    threshold, when longer) through :func:`~ledger.analytics.live.recent_connection`:
+    every run a pass can alert on has an event in that window (it is open and
+    heartbeats, or it ended or went silent within the lookback), and such a run's
+    events, its ``alerted`` records included, are read in full. A pass's cost and memory
+    therefore follow the recent activity, not the size of the store.
+    """
     store_obj = open_store(store)
-    live = LiveStore(store_obj, stall_after=rules.stall_after, min_interval=0)
-    try:
-        while True:
-            started = time.monotonic()
-            con = live.cursor()  # refreshed: sees new files, incl. its own 'alerted' events
-            try:
-                result = watch_once(store_obj, rules, con=con)
-            finally:
-                con.close()
-            if on_pass is not None:
-                on_pass(result)
-            if once or should_stop():
-                return
-            time.sleep(max(0.0, interval - (time.monotonic() - started)))
-            if should_stop():
-                return
-    finally:
-        live.close()
+    window = max(rules.lookback, rules.stall_after) + 60.0
+    while True:
+        started = time.monotonic()
+        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=window)
+        con = recent_connection(
+            store_obj, since=since, stall_after=rules.stall_after, views=_ALERT_VIEWS
+        )
+        try:
+            result = watch_once(store_obj, rules, con=con)
+        finally:
+            con.close()
+        if on_pass is not None:
+            on_pass(result)
+        if once or should_stop():
+            return
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+        if should_stop():
+            return

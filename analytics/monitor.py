@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import zoneinfo
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from ledger.analytics.engine import HIVE_TYPES, fetch_frame, fetch_rows, quote_l
 
 from ledger.durations import parse_duration
 from ledger.errors import InvalidValueError, RunNotFoundError
+from ledger.store import Store, open_store
 
 if TYPE_CHECKING:
     import polars as pl
@@ -313,9 +315,51 @@ def _typed(value: Any, kind: type) -> Any:
     return value if isinstance(value, kind) else kind(value)
 
 
-def status(
-    con: duckdb.DuckDBPyConnection,
+def store_status(
+    store: str | os.PathLike[str] | Store | None = None,
     *,
+    project: str | None = None,
+    recent: str | float = "1h",
+    metrics: list[str] | None = None,
+    max_metrics: int = 4,
+    limit: int = 200,
+    now: dt.datetime | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`status_rows` of ``store`` as ``ledger status`` computes them (once, or at
+    every ``--watch`` refresh): over a connection that reads only the runs with events
+    in the window that can hold a shown run (``recent``, or ``stall_after`` for open
+    runs, plus a minute), so the cost follows the recent activity, not the store's size
+    (:func:`~ledger.analytics.live.recent_connection`).
+
+    Raises:
+        InvalidValueError: a negative limit.
+        ConfigError: an unreadable ``recent`` duration.
+    """
+    from ledger.analytics.live import recent_connection
+
+    store_obj = open_store(store)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    window = max(_seconds(recent, "recent window") or 0.0, store_obj.settings.stall_after)
+    since = now - dt.timedelta(seconds=window + 60)
+    con = recent_connection(store_obj, since=since, views=STATUS_VIEWS)
+    try:
+        return status_rows(
+            con,
+            project=project,
+            recent=recent,
+            metrics=metrics,
+            max_metrics=max_metrics,
+            limit=limit,
+            now=now,
+        )
+    finally:
+        con.close()
+
+
+def status(
+    con: duckdb.DuckDBPyConnection | None = None,
+    *,
+    store: str | os.PathLike[str] | Store | None = None,
     project: str | None = None,
     recent: str | float = "1h",
     metrics: list[str] | None = None,
@@ -331,20 +375,24 @@ def status(
     the last heartbeat or metric point, for open runs),
     CPU/GPU utilisation and cost so far.
 
+    ``con``: a connection with the views (a caller that refreshes keeps one); without
+    it, ``store`` is read as ``ledger status`` reads it (:func:`store_status`).
+
     Raises:
         InvalidValueError: a negative limit.
         ConfigError: an unreadable ``recent`` duration.
     """
-    rows = status_rows(
-        con,
-        project=project,
-        recent=recent,
-        metrics=metrics,
-        max_metrics=max_metrics,
-        limit=limit,
-        now=now,
-    )
-    return status_frame(rows)
+    options: dict[str, Any] = {
+        "project": project,
+        "recent": recent,
+        "metrics": metrics,
+        "max_metrics": max_metrics,
+        "limit": limit,
+        "now": now,
+    }
+    if con is None:
+        return status_frame(store_status(store, **options))
+    return status_frame(status_rows(con, **options))
 
 
 def status_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:

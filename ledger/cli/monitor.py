@@ -105,31 +105,19 @@ def status_cmd(
     ledger status --project vision
     ledger status --watch --interval 5s
     """
-    from ledger.analytics.live import LiveStore, recent_connection
-    from ledger.analytics.monitor import STATUS_TYPES, STATUS_VIEWS, status_frame, status_rows
+    from ledger.analytics.monitor import STATUS_TYPES, status_frame, store_status
     from ledger.durations import parse_duration
     from ledger.output import render_rows
     from ledger.store import open_store
 
     seconds = parse_duration(interval, what="interval")
     keys = list(metrics) or None
-    # One shot: only the partitions recent runs live in. --watch: a live mirror that loads
-    # each new file once, so a refresh costs milliseconds even on a large store.
-    if live:
-        source: Any = LiveStore(store, min_interval=0)
-    else:
-        store_obj = open_store(store)
-        window = max(parse_duration(recent, what="recent window"), store_obj.settings.stall_after)
-        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=window + 60)
-        source = recent_connection(store_obj, since=since, views=STATUS_VIEWS)
+    store_obj = open_store(store)
 
+    # Each snapshot (once, or at every --watch refresh) reads only the partitions recent
+    # runs live in: its cost follows the recent activity, not the size of the store.
     def snapshot() -> Any:
-        con = source.cursor() if live else source
-        try:
-            return status_rows(con, project=project, recent=recent, metrics=keys)
-        finally:
-            if live:
-                con.close()
+        return store_status(store_obj, project=project, recent=recent, metrics=keys)
 
     try:
         if not live:
@@ -153,8 +141,6 @@ def status_cmd(
                 view.update(status_table(snapshot(), title=_title(project)), refresh=True)
     except KeyboardInterrupt:
         pass
-    finally:
-        source.close()
 
 
 def _title(project: str | None) -> str:

@@ -56,6 +56,19 @@ def test_status_rows_match_the_status_frame(recent_runs):
         assert json.dumps(got, default=str) == json.dumps(want, default=str)
 
 
+def test_status_of_a_store_reads_the_recent_window_like_the_full_views(recent_runs):
+    now = dt.datetime.now(dt.timezone.utc)
+    con = connect(recent_runs)
+    try:
+        want = monitor.status(con, now=now).drop("duration_s")
+    finally:
+        con.close()
+    # What `ledger status` (and each --watch refresh) computes: the recent window only.
+    got = monitor.status(store=recent_runs, now=now).drop("duration_s")
+    assert got.height == 2 and got.to_dicts() == want.to_dicts()
+    assert monitor.store_status(recent_runs, project="other", now=now) == []
+
+
 def test_fetch_rows_gives_what_fetch_frame_gives_for_scalar_columns(recent_runs):
     con = connect(recent_runs)
     sql = (
