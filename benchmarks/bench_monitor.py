@@ -186,6 +186,135 @@ def heartbeat(path: str, n_runs: int) -> None:
         store.write_parquet(store.partition_dir("runs", project, now.date()), name, table, "runs")
 
 
+def scale_overlay(scale_root: str, path: str, n_live: int = RUNNING) -> None:
+    """A store that reads ``scale_root`` (the issue-9 scale store, left untouched) through
+    symlinked partition directories, plus ``n_live`` running runs and a few recently
+    failed ones in a project of their own, dated now: `ledger status` over a
+    1,000,000-run store with something to show."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    events_dir = os.path.join(scale_root, "events")
+    for kind in os.listdir(events_dir):
+        for project in os.listdir(os.path.join(events_dir, kind)):
+            target = os.path.join(path, "events", kind, project)
+            os.makedirs(target)
+            for day in os.listdir(os.path.join(events_dir, kind, project)):
+                os.symlink(os.path.join(events_dir, kind, project, day), os.path.join(target, day))
+    store = open_store(path)
+    store.ensure_initialized()
+    now = dt.datetime.now(dt.timezone.utc)
+    runs: dict[str, list] = {k: [] for k in ("event_id", "run_id", "ts", "writer_id", "event",
+                                               "experiment", "name", "message")}  # fmt: skip
+    metrics: dict[str, list] = {k: [] for k in ("run_id", "key", "value", "step", "ts",
+                                                  "writer_id", "seq")}  # fmt: skip
+    system: dict[str, list] = {k: [] for k in ("run_id", "ts", "writer_id", "seq", "device",
+                                                 "key", "value")}  # fmt: skip
+    params: dict[str, list] = {k: [] for k in ("event_id", "run_id", "ts", "writer_id", "key",
+                                                 "value", "value_type")}  # fmt: skip
+    seq = 0
+    for i in range(n_live + 5):
+        run_id, running = f"live{i:028x}", i < n_live
+        start = now - dt.timedelta(minutes=30)
+        last = "heartbeat" if running else "failed"
+        for event, ts in (("started", start), (last, now - dt.timedelta(seconds=5))):
+            runs["event_id"].append(f"{run_id}{event}")
+            runs["run_id"].append(run_id)
+            runs["ts"].append(ts)
+            runs["writer_id"].append("bench")
+            runs["event"].append(event)
+            runs["experiment"].append("live")
+            runs["name"].append(f"live-{i}")
+            runs["message"].append(None if running else "RuntimeError: diverged")
+        params["event_id"].append(f"{run_id}total")
+        params["run_id"].append(run_id)
+        params["ts"].append(start)
+        params["writer_id"].append("bench")
+        params["key"].append("ledger.total_steps")
+        params["value"].append("1000")
+        params["value_type"].append("int")
+        for step in range(200):
+            for key in ("loss", "acc"):
+                metrics["run_id"].append(run_id)
+                metrics["key"].append(key)
+                metrics["value"].append(1.0 / (step + 1))
+                metrics["step"].append(step)
+                metrics["ts"].append(start + dt.timedelta(seconds=8 * step))
+                metrics["writer_id"].append("bench")
+                metrics["seq"].append(seq)
+                seq += 1
+        for k in range(120):
+            system["run_id"].append(run_id)
+            system["ts"].append(now - dt.timedelta(seconds=5 * k))
+            system["writer_id"].append("bench")
+            system["seq"].append(seq)
+            system["device"].append("gpu0")
+            system["key"].append("gpu_utilization")
+            system["value"].append(50.0 + k % 40)
+            seq += 1
+    for kind, columns in (("runs", runs), ("params", params), ("metrics", metrics),
+                          ("system", system)):  # fmt: skip
+        store.write_parquet(
+            store.partition_dir(kind, "live", now.date()), "bench-live.parquet",
+            _table(kind, columns), kind,
+        )  # fmt: skip
+
+
+def _process(argv: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one process running ``argv``."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{argv} failed: {proc.stderr.read().decode()[-2000:]}")
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.stderr.close()
+    return wall, usage.ru_maxrss / 1024
+
+
+def scale(scale_root: str, repeat: int) -> None:
+    """`ledger status` (one shot, --watch refresh) and one `ledger watch` pass over the
+    issue-9 scale store with live runs added (see :func:`scale_overlay`)."""
+    from ledger.adapters.notify import watch
+    from ledger.analytics import monitor
+    from ledger.analytics.alerts import load_rules
+
+    with open(os.path.join(scale_root, "bench-manifest.json")) as handle:
+        manifest = json.load(handle)
+    path = os.path.join(tempfile.gettempdir(), "ledger-bench-monitor-scale")
+    scale_overlay(scale_root, path)
+    print(f"scale store: {manifest['runs']:,} runs, {manifest['points']:,} points "
+          f"(+{RUNNING} running, 5 failed just now); load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+    samples, peaks = [], []
+    for _ in range(max(3, repeat // 3)):
+        wall, peak = _process([sys.executable, "-m", "ledger", "status", "--store", path,
+                               "--format", "json"])  # fmt: skip
+        samples.append(wall)
+        peaks.append(peak)
+    print(f"{'ledger status (cold process, end to end)':42s} {_percentiles(samples)}   "
+          f"peak RSS {max(peaks):.0f} MB")  # fmt: skip
+    rows = monitor.store_status(path)
+    assert len(rows) == RUNNING + 5, len(rows)
+    refresh = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        monitor.store_status(path)  # what each `ledger status --watch` refresh runs
+        refresh.append(time.perf_counter() - started)
+    print(f"{'status --watch refresh (in process)':42s} {_percentiles(refresh)}")
+    rules = load_rules(open_store(path).read_config(), webhook=None, exec_cmd=None)
+    passes = []
+    for _ in range(3):
+        started = time.perf_counter()
+        watch(path, rules, once=True, on_pass=lambda result: None)
+        passes.append(time.perf_counter() - started)
+    print(f"{'ledger watch pass (in process)':42s} {_percentiles(passes)}")
+    wall, peak = _process([sys.executable, "-m", "ledger", "watch", "--once", "--store", path])
+    print(f"{'ledger watch --once (cold process)':42s} {wall * 1000:7.1f} ms   "
+          f"peak RSS {peak:.0f} MB")  # fmt: skip
+
+
 def _percentiles(samples: list[float]) -> str:
     ms = sorted(s * 1000 for s in samples)
     p95 = ms[min(len(ms) - 1, int(len(ms) * 0.95))]
@@ -207,7 +336,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--store", help="Store to build or reuse (default: a temp dir)")
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument(
+        "--scale-store",
+        help="Also time `ledger status`/`watch` over this issue-9 scale store (read only, "
+        "through symlinks, with live runs added beside it)",
+    )
+    parser.add_argument("--scale-only", action="store_true", help="Only the --scale-store part")
     args = parser.parse_args()
+    if args.scale_store and args.scale_only:
+        scale(args.scale_store, args.repeat)
+        return
     path = args.store or os.path.join(tempfile.gettempdir(), f"ledger-bench-monitor-{args.runs}")
     if not os.path.exists(os.path.join(path, "events", "runs")) or not any(
         "bench-" in f
@@ -291,6 +429,8 @@ def main() -> None:
         )
         cold.append(time.perf_counter() - started)
     print(f"{'ledger status (cold process, end to end)':42s} {_percentiles(cold)}")
+    if args.scale_store:
+        scale(args.scale_store, args.repeat)
 
 
 if __name__ == "__main__":
