@@ -397,10 +397,12 @@ def recent_connection(
     their events), for one-shot questions about recent activity (``ledger status``).
 
     Opening the full views binds every file of the store (~1 s for a 100,000-run store
-    here); this reads the file listing, then only the partitions dated from the oldest
-    start among those runs. Run events never predate their run's ``started`` event
-    (DESIGN.md invariant 2: ts is the time of logging), so widening the window back until
-    every recent run's start is found gives each of them its complete history. Object
+    here); this lists the partition directories by name, then reads the files of only
+    the partitions dated from the oldest start among those runs (files the lifecycle
+    commit log hides are left out, as the plain views do). Run events never predate
+    their run's ``started`` event (DESIGN.md invariant 2: ts is the time of logging), so
+    widening the window back until every recent run's start is found gives each of them
+    its complete history. Object
     stores fall back to :func:`~ledger.analytics.engine.connect`.
 
     ``views``: create only these views of ``queries/`` (plus those they build on), not
@@ -412,15 +414,84 @@ def recent_connection(
     if not store_obj.is_local:
         return connect(store_obj, stall_after=stall)
     store_obj.ensure_initialized()
-    con = duckdb.connect(":memory:")
-    listing = visible_listing(
-        store_obj, events.KINDS, lambda version: _hidden_files(con, store_obj, version)
-    )
+    for attempt in range(_LISTING_RETRIES):
+        con = duckdb.connect(":memory:")
+        try:
+            before = txnlog.log_version(store_obj)
+            hidden = _hidden_files(con, store_obj, before)
+            _recent_views(con, store_obj, since, stall, hidden)
+            # The listing and the log were read at different instants: a connection
+            # built across a log change (a commit, a clean-up) is built again.
+            if txnlog.log_version(store_obj) == before or attempt == _LISTING_RETRIES - 1:
+                _create_views(con, views)
+                return con
+        except duckdb.IOException:
+            if attempt == _LISTING_RETRIES - 1:
+                con.close()
+                raise
+        con.close()
+    raise AssertionError("unreachable")
+
+
+def _partition_dirs(store: Store, kind: str) -> list[tuple[str, dt.date, str]]:
+    """(project, date, directory) of every partition of ``kind`` (schema included), from
+    the names of the directories alone: a window of dates lists only its own files."""
+    out = []
+    for pattern in source_globs(store, kind):
+        prefix = pattern[: -len(_LAYOUT)]
+        if not pattern.endswith(_LAYOUT) or glob.has_magic(prefix):
+            # Not the store's layout: the directories of the files the glob matches.
+            for name in sorted({os.path.dirname(p) for p in glob.glob(pattern)}):
+                match = _PARTITION.search(os.path.join(name, "x").replace(os.sep, "/"))
+                if match:
+                    day = dt.date.fromisoformat(match.group(2))
+                    out.append((match.group(1), day, name))
+            continue
+        for project in _entries(prefix):
+            if not (project.name.startswith("project=") and project.is_dir()):
+                continue
+            for day in _entries(project.path):
+                if day.name.startswith("date=") and day.is_dir():
+                    try:
+                        date = dt.date.fromisoformat(day.name[len("date=") :])
+                    except ValueError:
+                        continue
+                    out.append((project.name[len("project=") :], date, day.path))
+    return out
+
+
+def _entries(path: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as listing:
+            return [entry for entry in listing if not entry.name.startswith(".")]
+    except OSError:  # missing, or removed while listing (as glob does: skip it)
+        return []
+
+
+def _recent_views(
+    con: duckdb.DuckDBPyConnection,
+    store: Store,
+    since: dt.datetime,
+    stall: float,
+    hidden: set[tuple[str, str]],
+) -> None:
+    """The ``events_<kind>`` views of :func:`recent_connection` on ``con``."""
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET VARIABLE stall_after_s = {stall!r}::DOUBLE")
+    partitions = {kind: _partition_dirs(store, kind) for kind in events.KINDS}
+    listed: dict[str, list[str]] = {}
 
     def files(kind: str, lo: dt.date, hi: dt.date = dt.date.max) -> str:
-        chosen = [p for proj, day, p in listing[kind] if proj == SCHEMA_PROJECT or lo <= day <= hi]
+        chosen = []
+        for proj, day, directory in partitions[kind]:
+            if proj == SCHEMA_PROJECT or lo <= day <= hi:
+                if directory not in listed:
+                    listed[directory] = [
+                        entry.path
+                        for entry in _entries(directory)
+                        if entry.name.endswith(".parquet") and (kind, entry.path) not in hidden
+                    ]
+                chosen.extend(listed[directory])
         return ", ".join(quote_literal(p) for p in chosen)
 
     def scan(kind: str, lo: dt.date, hi: dt.date = dt.date.max) -> str:
@@ -436,7 +507,7 @@ def recent_connection(
     ids = [row[0] for row in recent]
     missing = [row[0] for row in recent if not row[1]]
     oldest = min(
-        (day for proj, day, _ in listing["runs"] if proj != SCHEMA_PROJECT), default=cutoff
+        (day for proj, day, _ in partitions["runs"] if proj != SCHEMA_PROJECT), default=cutoff
     )
     step = 7
     while missing and cutoff > oldest:
@@ -454,5 +525,3 @@ def recent_connection(
             f"CREATE VIEW events_{kind} AS SELECT * FROM {scan(kind, cutoff)} "
             "WHERE run_id IN (SELECT run_id FROM scope_ids)"
         )
-    _create_views(con, views)
-    return con
