@@ -18,6 +18,7 @@ from ledger.analytics.alerts import load_rules
 from ledger.analytics.engine import connect, fetch_frame
 
 import ledger
+from ledger import maintenance
 from ledger.cli import cli
 from ledger.errors import ConfigError
 from ledger.store import open_store
@@ -118,7 +119,14 @@ def test_watch_alerts_each_condition_once_and_survives_restart(
         raise RuntimeError("long ago")
     writer = ledger.writer.writer_for(store)
     writer.add_event("runs", "mon", {"run_id": old.id, "event": "archived"})
+    # And one moved to the archive tier by a real `ledger archive`: never alerted either.
+    with (
+        pytest.raises(RuntimeError),
+        ledger.start_run("mon", "exp", "shelved", store=store_path) as shelved,
+    ):
+        raise RuntimeError("archived for real")
     ledger.flush()
+    assert maintenance.archive(store, older_than="0s", runs=[shelved.id]).runs == [shelved.id]
 
     wait(lambda: (_steps(store_path, kill_id) or 0) >= 3)
     killed.send_signal(signal.SIGKILL)
@@ -141,7 +149,7 @@ def test_watch_alerts_each_condition_once_and_survives_restart(
     assert by_run[(hang_id, "stalled")].details["cause"] == "no_progress"
     assert (nan_id, "metric:val_loss-nan") in by_run
     assert (pricey.id, "budget") in by_run
-    assert not any(a.run_id in (old.id, healthy_id) for a in result.sent)
+    assert not any(a.run_id in (old.id, shelved.id, healthy_id) for a in result.sent)
     assert hung.poll() is None and healthy.poll() is None
 
     # What the webhook got: Slack's text plus structured fields.
