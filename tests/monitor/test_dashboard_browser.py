@@ -106,11 +106,28 @@ def test_runs_table_filters_and_run_page_chart(page, dashboard, populated_store)
     assert page.locator("#compare-charts [data-metric=loss] path.series").count() == 2
     shot(page, "compare")
 
-    for kind in ("leaderboard", "importance", "costs", "status"):
-        page.goto(f"{dashboard}/#/{kind}")
-        expect(page.locator("#report > *, #status-table > *").first).to_be_visible()
-        assert page.locator(".error").count() == 0, page.inner_text("main")
-        shot(page, kind)
+    # The reports of the analytics and costs areas, each with its chart and table.
+    page.goto(f"{dashboard}/#/leaderboard")
+    expect(page.locator("#report-hint")).to_be_visible()  # asks for a metric first
+    page.fill("#report-form input[name=metric]", "acc")
+    page.fill("#report-form input[name=mode]", "max")
+    page.click("#report-form button")
+    chart = page.locator("#report [data-chart=acc] svg rect.bar")
+    expect(chart).to_have_count(2)  # runs a and b logged acc
+    expect(page.locator("#report table tbody tr")).to_have_count(2)
+    assert page.locator("#report table tbody tr").first.locator("td").nth(2).inner_text() == "a"
+    shot(page, "leaderboard")
+    for route, selector in (
+        ("importance?metric=loss", "#report [data-chart=importance] svg rect.bar"),
+        ("costs?by=experiment", "#report .chart-card svg rect.bar"),
+    ):
+        page.goto(f"{dashboard}/#/{route}")
+        expect(page.locator(selector).first).to_be_visible()
+        assert page.locator(".error, #report-error").count() == 0, page.inner_text("main")
+        shot(page, route.split("?")[0])
+    page.goto(f"{dashboard}/#/status")
+    expect(page.locator("#status-table > *").first).to_be_visible()
+    shot(page, "status")
     assert page.problems == []
 
 

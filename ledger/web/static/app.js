@@ -356,50 +356,96 @@ function reportRows(result) {
   return { columns: ["value"], rows: [{ value: result }] };
 }
 
-async function reportPage(token, kind, query, fields, chart) {
+function reportTable(columns, rows) {
+  return table(columns.map((c) => ({ label: c, num: rows.some((r) => typeof r[c] === "number"),
+    cell: (r) => c === "run_id" && r[c] ? runLink(r[c]) : (typeof r[c] === "number" ? num(r[c]) : (r[c] === null || r[c] === undefined ? "" : (typeof r[c] === "object" ? JSON.stringify(r[c]) : r[c]))) })), rows);
+}
+
+// Reports that need a metric say so instead of calling the function without one.
+const REPORTS = {
+  leaderboard: { title: "Leaderboard", fields: ["metric", "mode", "project", "experiment", "limit"], needs: "metric" },
+  importance: { title: "Parameter importance", fields: ["metric", "project", "experiment"], needs: "metric" },
+  costs: { title: "Cost report", fields: ["by", "project", "since"] },
+};
+
+async function reportPage(token, kind, query, render) {
   setNav(kind);
-  const titles = { leaderboard: "Leaderboard", importance: "Parameter importance", costs: "Cost report" };
+  const spec = REPORTS[kind];
   const form = h("form", { class: "toolbar", id: "report-form" },
-    fields.map((f) => h("input", { name: f, placeholder: f, value: query.get(f) || "", size: 14 })),
+    spec.fields.map((f) => h("input", { name: f, placeholder: f, value: query.get(f) || "", size: 14 })),
     h("button", { class: "primary", type: "submit" }, "Show"));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const q = new URLSearchParams();
-    for (const f of fields) if (form.elements[f].value) q.set(f, form.elements[f].value);
+    for (const f of spec.fields) if (form.elements[f].value) q.set(f, form.elements[f].value);
     location.hash = `#/${kind}?${q}`;
   });
   const out = h("div", { id: "report" });
   app.textContent = "";
-  append(app, h("h1", {}, titles[kind]), form, out);
+  append(app, h("h1", {}, spec.title), form, out);
+  if (spec.needs && !query.get(spec.needs)) {
+    out.appendChild(h("div", { class: "notice", id: "report-hint" },
+      `Enter a ${spec.needs} (a key shown on a run page) and press Show.`));
+    return;
+  }
   const q = new URLSearchParams();
-  for (const f of fields) if (query.get(f)) q.set(f, query.get(f));
+  for (const f of spec.fields) if (query.get(f)) q.set(f, query.get(f));
   const data = await api(`/api/${kind}?${q}`);
   if (token !== routeToken) return;
   if (!data.available) { out.appendChild(h("div", { class: "notice", id: "not-available" }, `Not available: ${data.reason}`)); return; }
-  if (data.error) { out.appendChild(h("div", { class: "notice" }, data.error)); return; }
-  const { columns, rows } = reportRows(data.result);
-  if (chart) {
-    const box = h("div", { class: "card" });
-    out.appendChild(box);
-    chart(box, columns, rows);
-  }
-  out.appendChild(table(columns.map((c) => ({ label: c, num: rows.length && typeof rows[0][c] === "number",
-    cell: (r) => c === "run_id" && r[c] ? runLink(r[c]) : (typeof r[c] === "number" ? num(r[c]) : (r[c] === null ? "" : (typeof r[c] === "object" ? JSON.stringify(r[c]) : r[c]))) })), rows));
+  if (data.error) { out.appendChild(h("div", { class: "notice", id: "report-error" }, data.error)); return; }
+  render(out, data.result, query);
 }
 
-function firstNumeric(columns, rows, prefer) {
-  for (const p of prefer) if (columns.includes(p)) return p;
-  return columns.find((c) => rows.length && typeof rows[0][c] === "number");
+// A bar per row: the first of `prefer` (else any numeric column) that holds a number.
+function bars(out, columns, rows, prefer, label, title) {
+  const numeric = (c) => rows.some((r) => typeof r[c] === "number");
+  const value = prefer.find((c) => columns.includes(c) && numeric(c)) ||
+    columns.find((c) => numeric(c) && !["rank", "runs", "step", "n_points", "seed"].includes(c));
+  if (!value || !rows.length) return;
+  const labelOf = typeof label === "function" ? label : (r) => r[label];
+  const box = h("div", { class: "card chart-card", "data-chart": value });
+  out.appendChild(box);
+  Charts.barChart(box, rows.filter((r) => typeof r[value] === "number").slice(0, 30)
+    .map((r) => ({ label: labelOf(r), value: r[value] })), { title: title ? `${title}: ${value}` : value });
 }
-function firstText(columns, rows) {
-  return columns.find((c) => rows.length && typeof rows[0][c] === "string") || columns[0];
+
+function leaderboardReport(out, result, query) {
+  const { columns, rows } = reportRows(result);
+  bars(out, columns, rows, [query.get("metric")], (r) => r.name || (r.run_id || "").substring(0, 12), "best runs");
+  out.appendChild(reportTable(columns, rows));
 }
-function barsOf(columns, rows, prefer, title) {
-  return (box) => {
-    const value = firstNumeric(columns, rows, prefer), label = firstText(columns, rows);
-    if (!value) { box.remove(); return; }
-    Charts.barChart(box, rows.slice(0, 30).map((r) => ({ label: r[label], value: r[value] })), { title: `${title || value}` });
-  };
+
+function importanceReport(out, result) {
+  const { columns, rows } = reportRows(result);
+  bars(out, columns, rows, ["importance"], "param", "importance");
+  out.appendChild(reportTable(columns, rows));
+}
+
+// ledger.report_costs gives sections (groups, efficiency, Pareto front), each a frame.
+function costsReport(out, result) {
+  if (!result || !result.groups) {
+    const { columns, rows } = reportRows(result);
+    out.appendChild(reportTable(columns, rows));
+    return;
+  }
+  const groups = result.groups;
+  const shown = groups.rows.filter((r) => r.group !== "TOTAL");
+  bars(out, groups.columns, shown, ["cost_usd", "energy_kwh", "emissions_kg", "gpu_hours", "wall_hours"], "group",
+    `by ${result.by || "group"}`);
+  out.appendChild(h("h2", {}, `By ${result.by || "group"}`));
+  out.appendChild(reportTable(groups.columns, groups.rows));
+  for (const [key, title] of [["efficiency", "Efficiency"], ["front", "Cost/quality front"]]) {
+    const section = result[key];
+    if (section && section.rows && section.rows.length) {
+      out.appendChild(h("h2", {}, title));
+      out.appendChild(reportTable(section.columns, section.rows));
+    }
+  }
+  if (result.over_budget && result.over_budget.length) {
+    out.appendChild(h("h2", {}, "Over budget"));
+    out.appendChild(reportTable(...Object.values(reportRows(result.over_budget))));
+  }
 }
 
 // -- router ------------------------------------------------------------------------------------
@@ -415,12 +461,9 @@ async function route() {
     else if (path.startsWith("#/run/")) await runPage(token, decodeURIComponent(path.substring(6)));
     else if (path === "#/compare") await comparePage(token, query);
     else if (path === "#/status") await statusPage(token);
-    else if (path === "#/leaderboard") await reportPage(token, "leaderboard", query, ["metric", "project", "experiment", "limit"],
-      (box, c, r) => barsOf(c, r, ["value", "best", "score"])(box));
-    else if (path === "#/importance") await reportPage(token, "importance", query, ["metric", "project", "experiment"],
-      (box, c, r) => barsOf(c, r, ["importance", "score", "value"], "importance")(box));
-    else if (path === "#/costs") await reportPage(token, "costs", query, ["by", "project", "since"],
-      (box, c, r) => barsOf(c, r, ["cost_usd", "cost", "total_cost_usd"], "cost (USD)")(box));
+    else if (path === "#/leaderboard") await reportPage(token, "leaderboard", query, leaderboardReport);
+    else if (path === "#/importance") await reportPage(token, "importance", query, importanceReport);
+    else if (path === "#/costs") await reportPage(token, "costs", query, costsReport);
     else { app.textContent = ""; app.appendChild(h("div", { class: "error" }, `No page ${path}`)); }
   } catch (err) {
     if (token === routeToken) showError(app, err);
