@@ -402,8 +402,8 @@ def recent_connection(
     commit log hides are left out, as the plain views do). Run events never predate
     their run's ``started`` event (DESIGN.md invariant 2: ts is the time of logging), so
     widening the window back until every recent run's start is found gives each of them
-    its complete history. Object
-    stores fall back to :func:`~ledger.analytics.engine.connect`.
+    its complete history. Object stores fall back to
+    :func:`~ledger.analytics.engine.connect`.
 
     ``views``: create only these views of ``queries/`` (plus those they build on), not
     all of them (``ledger status`` passes ``monitor.STATUS_VIEWS``); every
