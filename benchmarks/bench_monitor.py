@@ -1,7 +1,8 @@
 """Monitoring latency on a synthetic store: the runs table, a run page, and `ledger status`.
 
     python benchmarks/bench_monitor.py                 # 100,000 runs (the target store)
-    python benchmarks/bench_monitor.py --runs 5000     # quick
+    python benchmarks/bench_monitor.py --quick         # 5,000 runs
+    python benchmarks/bench_monitor.py --scale-store benchmarks/.scale-store --scale-only
 
 The store is written straight to Parquet in the store's layout (as many flushes would),
 once, and reused from --store on later invocations. Each run has a start, an environment
@@ -35,6 +36,8 @@ from ledger import events
 from ledger.store import open_store
 
 PROJECTS = ("vision", "nlp", "speech", "rl")
+SCALE_STORE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".scale-store")
+"""Where ``bench_scale.py`` keeps its 1,000,000-run store (used when present)."""
 DAYS = 60
 STEPS = 20
 RUNNING = 20
@@ -345,7 +348,14 @@ def main() -> None:
         "through symlinks, with live runs added beside it)",
     )
     parser.add_argument("--scale-only", action="store_true", help="Only the --scale-store part")
+    parser.add_argument("--quick", action="store_true", help="5,000 runs, fewer repeats")
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.repeat = min(args.runs, 5_000), min(args.repeat, 5)
+    elif args.scale_store is None and os.path.exists(
+        os.path.join(SCALE_STORE, "bench-manifest.json")
+    ):
+        args.scale_store = SCALE_STORE  # built by bench_scale.py: measure status over it too
     if args.scale_store:  # first, while this process is small (see scale())
         scale(args.scale_store, args.repeat)
         if args.scale_only:
