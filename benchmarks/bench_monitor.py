@@ -423,7 +423,7 @@ def main() -> None:
         monitor.status_rows(cur)
         cur.close()
 
-    print(f"{'dashboard Live page (mirror refresh+status)':42s} {_percentiles(timed(live_page))}")
+    print(f"{'dashboard Live page (mirror+status)':42s} {_percentiles(timed(live_page))}")
     live.close()
 
     def one_shot() -> None:
