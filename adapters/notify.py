@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 from ledger.analytics.alerts import Alert, AlertRules, alert_event, already_alerted, detect
 from ledger.analytics.engine import connect
 from ledger.analytics.live import recent_connection
@@ -207,14 +208,23 @@ def watch(
     while True:
         started = time.monotonic()
         since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=window)
-        con = recent_connection(
-            store_obj, since=since, stall_after=rules.stall_after, views=_ALERT_VIEWS
-        )
         try:
-            result = watch_once(store_obj, rules, con=con)
-        finally:
-            con.close()
-        if on_pass is not None:
+            con = recent_connection(
+                store_obj, since=since, stall_after=rules.stall_after, views=_ALERT_VIEWS
+            )
+            try:
+                result = watch_once(store_obj, rules, con=con)
+            finally:
+                con.close()
+        except (duckdb.Error, OSError) as exc:
+            # A long-running watcher outlives a bad moment (a file system hiccup, a file
+            # replaced mid-read): say so and try again next pass. Nothing was recorded,
+            # so nothing is lost.
+            if once:
+                raise
+            log.warning("ledger watch: pass over %s failed: %s", store_obj.uri, exc)
+            result = None
+        if on_pass is not None and result is not None:
             on_pass(result)
         if once or should_stop():
             return

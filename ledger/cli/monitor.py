@@ -133,12 +133,19 @@ def status_cmd(
                     rows, list(STATUS_TYPES), fmt, output, numeric=numeric, to_frame=status_frame
                 )
             return
+        import duckdb
         from rich.live import Live
 
-        with Live(status_table(snapshot(), title=_title(project)), auto_refresh=False) as view:
+        rows = snapshot()
+        with Live(status_table(rows, title=_title(project)), auto_refresh=False) as view:
             while True:
                 time.sleep(seconds)
-                view.update(status_table(snapshot(), title=_title(project)), refresh=True)
+                title = _title(project)
+                try:
+                    rows = snapshot()
+                except (duckdb.Error, OSError) as exc:  # keep showing the last good view
+                    title += f" · refresh failed: {str(exc).splitlines()[0][:80]}"
+                view.update(status_table(rows, title=title), refresh=True)
     except KeyboardInterrupt:
         pass
 

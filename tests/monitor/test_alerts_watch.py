@@ -3,7 +3,9 @@ server on 127.0.0.1 records what it receives."""
 
 from __future__ import annotations
 
+import glob
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -13,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from click.testing import CliRunner
-from ledger.adapters.notify import DeliveryError, send_webhook, watch_once
+from ledger.adapters.notify import DeliveryError, send_webhook, watch, watch_once
 from ledger.analytics.alerts import load_rules
 from ledger.analytics.engine import connect, fetch_frame
 
@@ -282,3 +284,28 @@ def test_metric_rules_threshold_and_no_improvement(store_path):
         "not improved for 49 steps (best 1 at step 0)" in reasons["metric:val_loss-no_improvement"]
     )
     assert "grad_norm = 4900 is above 1000" in reasons["metric:exploding"]
+
+
+def test_a_failed_pass_does_not_stop_the_watcher(store_path, caplog):
+    """A long-running `ledger watch` outlives a bad pass (here: a corrupt file in a recent
+    partition) and alerts once the store reads again."""
+    with pytest.raises(RuntimeError), ledger.start_run("mon", "exp", "boom", store=store_path):
+        raise RuntimeError("boom")
+    ledger.flush()
+    (partition,) = glob.glob(os.path.join(store_path, "events", "runs", "project=mon", "*"))
+    bad = os.path.join(partition, "corrupt.parquet")
+    with open(bad, "wb") as handle:
+        handle.write(b"not parquet at all")
+    passes, checks = [], []
+
+    def should_stop() -> bool:
+        checks.append(1)
+        if len(checks) == 1:
+            os.unlink(bad)  # after the first pass, which failed
+        return bool(passes)
+
+    with caplog.at_level(logging.WARNING, logger="ledger"):
+        watch(store_path, load_rules({}, stall_after="1h"), interval=0.05,
+              on_pass=passes.append, should_stop=should_stop)  # fmt: skip
+    assert "pass over" in caplog.text and "failed" in caplog.text
+    assert [alert.condition for alert in passes[0].sent] == ["failed"]
