@@ -1,8 +1,11 @@
 """Live state of runs: what ``ledger status``, ``ledger watch`` and ``ledger serve`` read.
 
-Every function takes an open DuckDB connection (from :func:`ledger.analytics.engine.connect`)
-so a refreshing caller (``status --watch``, the web server) pays for the views once and
-each refresh only runs its queries. Values are always bound parameters.
+The query functions take an open DuckDB connection (from
+:func:`ledger.analytics.engine.connect`, a :class:`~ledger.analytics.live.LiveStore`
+cursor for the web server, or :func:`~ledger.analytics.live.recent_connection`), so a
+refreshing caller pays for the views once and each refresh only runs its queries.
+:func:`store_status` is ``ledger status`` itself: a connection over the recent window,
+then :func:`status_rows`. Values are always bound parameters.
 
 Progress: a run's step is the highest ``step`` any of its metrics reached. When the run
 logged an expected total as the param or tag ``ledger.total_steps`` (the tag wins, since
