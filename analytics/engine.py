@@ -185,19 +185,21 @@ def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """A cursor of ``con`` for another thread, with the same views and settings.
 
     Use this instead of ``con.cursor()``: a plain DuckDB cursor shares the views but not
-    the connection's session state, so it would lose the ``stall_after_s`` variable
-    (every silent run would show as ``running``), the UTC time zone, and, on an object
-    store, the registered datasets the ``events_<kind>`` views read. The cursor starts
-    from ``con``'s current listing and re-lists on its own from then on.
+    the connection's session state, so it would lose its variables (``as_of``: the
+    ``events_<kind>`` views of an as-of connection would return nothing; and
+    ``stall_after_s``: every silent run would show as ``running``), the UTC time zone,
+    and, on an object store, the registered datasets the ``events_<kind>`` views read.
+    The cursor starts from ``con``'s current listing and re-lists on its own from then on.
     """
     cur = con.cursor()
     # fetchall, not fetchone: a partly fetched result blocks the next query (DuckDB 2.0).
-    ((stall, zone),) = con.execute(
-        "SELECT getvariable('stall_after_s'), current_setting('TimeZone')"
-    ).fetchall()
+    for name, value, type_ in con.execute(
+        "SELECT name, value, type FROM duckdb_variables()"
+    ).fetchall():
+        cur.execute(f"SET VARIABLE {quote_identifier(name)} = $1::{type_}", [value])
+    ((zone,),) = con.execute("SELECT current_setting('TimeZone')").fetchall()
     cur.execute(f"SET TimeZone = {quote_literal(str(zone))}")
-    if stall is not None:
-        cur.execute(f"SET VARIABLE stall_after_s = {float(stall)!r}::DOUBLE")
+    cur.execute("SET parquet_metadata_cache = true")
     state = _remote.get(id(con))
     if state is not None:
         with state.lock:
