@@ -478,6 +478,14 @@ def _fetch(
 _T = TypeVar("_T")
 
 
+def consistent(con: duckdb.DuckDBPyConnection, fetch: Callable[[], _T]) -> _T:
+    """``fetch()``, run again while it straddled a lifecycle commit or hit a file that
+    a clean-up deleted (the check every query of :func:`fetch_frame` gets). For work
+    that lists files itself (:func:`ledger.analytics.pruning.snapshot_cursor`): list
+    inside ``fetch``."""
+    return _retry_vanished(con, fetch)
+
+
 def _retry_vanished(con: duckdb.DuckDBPyConnection, fetch: Callable[[], _T]) -> _T:
     store = _lifecycle_stores.get(id(con))
     for attempt in range(_VANISHED_RETRIES + 1):

@@ -19,10 +19,11 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import duckdb
 import pyarrow.parquet as pq
-from ledger.analytics.engine import HIVE_TYPES, quote_identifier, quote_literal
+from ledger.analytics.engine import HIVE_TYPES, cursor, quote_literal
 
 from ledger.objectstore import is_object_uri
 
@@ -148,35 +149,89 @@ def runs_cursor(
     """
     if not run_ids:
         return None
+    return _files_cursor(con, kinds, run_ids)
+
+
+@dataclass
+class Snapshot:
+    """A cursor over the files visible at one instant, and those files by kind."""
+
+    cursor: duckdb.DuckDBPyConnection
+    files: dict[str, list[str]]
+
+    def close(self) -> None:
+        self.cursor.close()
+
+
+def snapshot_cursor(
+    con: duckdb.DuckDBPyConnection,
+    kinds: Sequence[str],
+    also: Sequence[str] = (),
+    project: str | None = None,
+) -> Snapshot | None:
+    """A cursor of ``con`` whose ``events_<kind>`` views read the files visible now,
+    listed once, instead of re-globbing and filtering every row's file name against
+    the commit log at every scan (that filter costs as much as the scan on a big
+    store); the files of the ``also`` kinds are listed with them (for readers that
+    name files themselves, e.g. :func:`ledger.analytics.summaries.summaries_sql`).
+    With ``project``, only that project's partition is listed (``project=<name>``
+    directories: the views' ``project`` column comes from that path, so the rows of
+    the project are all there). Same rows as the views; close it when done. Files
+    written after the call are not
+    seen through it: open one per question. None where it does not apply (``as_of``
+    connections, object stores): use ``con``.
+
+    Run the question inside :func:`ledger.analytics.engine.consistent`, so a listing
+    that straddled a lifecycle commit, or a file deleted after it was listed, makes it
+    list and run again.
+    """
+    listed: dict[str, list[str]] = {}
+    cur = _files_cursor(con, kinds, None, also, listed, project)
+    return None if cur is None else Snapshot(cur, listed)
+
+
+def _files_cursor(
+    con: duckdb.DuckDBPyConnection,
+    kinds: Sequence[str],
+    run_ids: Sequence[str] | None,
+    also: Sequence[str] = (),
+    listed_out: dict[str, list[str]] | None = None,
+    project: str | None = None,
+) -> duckdb.DuckDBPyConnection | None:
     if con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
         return None
     views: dict[str, list[str]] = {}
-    listed = visible_files_of(con, kinds)
+    listed = visible_files_of(con, list(dict.fromkeys([*kinds, *also])))
     if listed is None:
         return None
+    if project is not None:
+        partition = f"/project={project}/"
+        listed = {
+            kind: [
+                path
+                for path in files
+                if partition in path.replace("\\", "/") or _SCHEMA_PARTITION in path
+            ]
+            for kind, files in listed.items()
+        }
     for kind in kinds:
         files = listed[kind]
         if not files:
             return None
-        kept = files_for_runs(files, run_ids)
+        kept = files if run_ids is None else files_for_runs(files, run_ids)
         if not kept:
             return None  # no schema file to give the columns: the plain view will do
         views[kind] = kept
-    cur = con.cursor()
+    if listed_out is not None:
+        listed_out.update(listed)
+    cur = cursor(con)  # a cursor has its own session: variables and settings carried over
     try:
-        # A cursor has its own session: carry over variables and settings.
-        for name, value, type_ in con.execute(
-            "SELECT name, value, type FROM duckdb_variables()"
-        ).fetchall():
-            cur.execute(f"SET VARIABLE {quote_identifier(name)} = $1::{type_}", [value])
-        ((zone,),) = con.execute("SELECT current_setting('TimeZone')").fetchall()
-        cur.execute(f"SET TimeZone = {quote_literal(str(zone))}")
-        cur.execute("SET parquet_metadata_cache = true")
         for kind, files in views.items():
-            listed = ", ".join(quote_literal(path) for path in files)
+            listed_files = ", ".join(quote_literal(path) for path in files)
             cur.execute(
-                f"CREATE TEMP VIEW events_{kind} AS SELECT * FROM read_parquet([{listed}], "
-                f"hive_partitioning = true, union_by_name = true, hive_types = {HIVE_TYPES})"
+                f"CREATE TEMP VIEW events_{kind} AS SELECT * FROM read_parquet("
+                f"[{listed_files}], hive_partitioning = true, union_by_name = true, "
+                f"hive_types = {HIVE_TYPES})"
             )
     except BaseException:
         cur.close()

@@ -56,6 +56,9 @@ DAYS = 50
 METRIC_KEYS = ("val_acc", "val_loss", "train_loss", "lr", "grad_norm")
 OPTIMIZERS = ("adam", "sgd", "adamw", "lion")
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+# Bumped when the generated files change, so a store built by an older generator is
+# rebuilt. 2: metrics files have their twin summaries, as real writers leave them.
+LAYOUT = 2
 
 
 def log(message: str) -> None:
@@ -75,6 +78,7 @@ def generate(root: str, runs: int, points: int, seed: int = 7) -> dict[str, Any]
 
     from ledger import events
     from ledger.store import Store
+    from ledger.summaries import summarize
 
     store = Store(root)
     store.ensure_initialized()
@@ -130,6 +134,15 @@ def generate(root: str, runs: int, points: int, seed: int = 7) -> dict[str, Any]
             written += store.write_parquet(
                 store.partition_dir(kind, project, day), name, table, kind
             )
+            if kind == "metrics":
+                # Every metrics file gets its twin summary, as the writer's flushes and
+                # compaction's rewrites do (ledger/summaries.py).
+                written += store.write_parquet(
+                    store.partition_dir("summaries", project, day),
+                    name,
+                    summarize(table),
+                    "summaries",
+                )
 
         index = np.arange(count)
         # runs: started + finished/failed
@@ -283,6 +296,7 @@ def generate(root: str, runs: int, points: int, seed: int = 7) -> dict[str, Any]
         "steps": steps,
         "bytes": written,
         "seconds": time.perf_counter() - started,
+        "layout": LAYOUT,
     }
 
 
@@ -434,7 +448,11 @@ def main(argv: list[str] | None = None) -> int:
     if os.path.exists(manifest_path) and not args.rebuild:
         with open(manifest_path) as handle:
             manifest = json.load(handle)
-        if (manifest["runs"], manifest["requested_points"]) != (runs, points):
+        if (manifest["runs"], manifest["requested_points"], manifest.get("layout")) != (
+            runs,
+            points,
+            LAYOUT,
+        ):
             manifest = None
     if manifest is None:
         shutil.rmtree(root, ignore_errors=True)
