@@ -19,7 +19,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import duckdb
@@ -51,9 +51,11 @@ def register(
     sql: str,
     params: dict[str, Any] | None,
     files: Iterable[str],
+    prepare: Callable[[], None] | None = None,
 ) -> None:
     """Make ``name`` on ``cur`` hold the result of ``sql``, which reads only ``files``:
-    from memory when the same SQL over the same files was answered before."""
+    from memory when the same SQL over the same files was answered before (else
+    ``prepare()`` is called first, then ``sql`` runs)."""
     global _rows
     key_files = stamps(files)
     key = (sql, json.dumps(params or {}, sort_keys=True, default=str), key_files)
@@ -62,6 +64,8 @@ def register(
         if table is not None:
             _entries.move_to_end(key)
     if table is None:
+        if prepare is not None:
+            prepare()
         table = cur.sql(sql, params=params).to_arrow_table()
         if key_files is not None and table.num_rows <= MAX_ROWS:
             with _lock:

@@ -138,7 +138,7 @@ def diff(
         raise InvalidValueError(f"diff needs at least two runs, got {len(runs)}")
     own = con is None
     if own:
-        con = connect(store)
+        con = connect(store, views=("runs", "params", "tags", "datasets", "metric_summaries"))
     assert con is not None
     try:
         ids = resolve_runs(con, runs, experiment, project=project)

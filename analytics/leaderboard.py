@@ -26,6 +26,7 @@ from ledger.analytics.engine import (
     fetch_frame,
     quote_identifier,
     quote_literal,
+    views_for,
 )
 from ledger.analytics.pruning import Snapshot, snapshot_cursor
 from ledger.analytics.scope import RUN_COLUMNS, Scope, parse_as_of
@@ -134,7 +135,7 @@ def leaderboard(
     moment = parse_as_of(as_of)
     own = con is None or moment is not None
     if own:
-        con = connect(store, as_of=moment)
+        con = connect(store, as_of=moment, views=views_for(_VIEWS, where))
     assert con is not None
     try:
         return _leaderboard(
@@ -154,6 +155,8 @@ def leaderboard(
             con.close()
 
 
+# Views of queries/ a leaderboard reads (a --where may name more: see views_for).
+_VIEWS = ("runs", "params", "tags", "costs", "metric_summaries")
 # Kinds a leaderboard reads through the views, and those whose files it names itself.
 _KINDS = ("runs", "params", "tags", "costs")
 _ALSO = ("metrics", "summaries")
@@ -185,6 +188,10 @@ def _leaderboard(
         cur = snapshot.cursor if snapshot is not None else cursor(con)
         try:
             sources = _sources(cur, snapshot, scope, metric, mode, agg)
+            if snapshot is not None:
+                # The rows shown need their costs. (A --where subquery over a view reads
+                # the store's own views: the same rows, listed afresh.)
+                snapshot.ensure("costs")
             sql, values = _board_sql(scope, mode, metric, top, params, group, sources)
             return fetch_frame(cur, sql, values)
         finally:
@@ -245,7 +252,14 @@ def _sources(
     )
     sources = {"values": "_leaderboard_values"}
     columns = ", ".join(scope.run_columns())
-    register(cur, "_leaderboard_runs", f"SELECT {columns} FROM runs", None, files["runs"])
+    register(
+        cur,
+        "_leaderboard_runs",
+        f"SELECT {columns} FROM runs",
+        None,
+        files["runs"],
+        lambda: snapshot.ensure("runs"),
+    )
     open_ids = [
         row[0]
         for row in cur.execute(
@@ -253,6 +267,7 @@ def _sources(
         ).fetchall()
     ]
     if open_ids:
+        snapshot.ensure("runs")
         listed = ", ".join(quote_literal(run_id) for run_id in open_ids)
         sources["runs"] = (
             f"(SELECT {columns} FROM _leaderboard_runs WHERE status IN {_ENDED} "
@@ -263,7 +278,14 @@ def _sources(
     for kind in ("params", "tags"):
         pivot = scope.pivot_sql(kind)
         if pivot is not None:
-            register(cur, f"_leaderboard_{kind}", pivot, None, files[kind])
+            register(
+                cur,
+                f"_leaderboard_{kind}",
+                pivot,
+                None,
+                files[kind],
+                lambda kind=kind: snapshot.ensure(kind),
+            )
             sources[kind] = f"_leaderboard_{kind}"
     return sources
 

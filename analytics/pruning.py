@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow.parquet as pq
@@ -149,15 +149,47 @@ def runs_cursor(
     """
     if not run_ids:
         return None
-    return _files_cursor(con, kinds, run_ids)
+    listed = _listing(con, kinds, ())
+    if listed is None:
+        return None
+    views: dict[str, list[str]] = {}
+    for kind in kinds:
+        kept = files_for_runs(listed[kind], run_ids)
+        if not kept:
+            return None  # no schema file to give the columns: the plain view will do
+        views[kind] = kept
+    snapshot = Snapshot(cursor(con), listed, views)
+    try:
+        snapshot.ensure(*kinds)
+    except BaseException:
+        snapshot.close()
+        raise
+    return snapshot.cursor
 
 
 @dataclass
 class Snapshot:
-    """A cursor over the files visible at one instant, and those files by kind."""
+    """A cursor (own session: variables and settings carried over) over the files
+    visible at one instant: ``files`` by kind; :meth:`ensure` makes its
+    ``events_<kind>`` views read them."""
 
     cursor: duckdb.DuckDBPyConnection
     files: dict[str, list[str]]
+    views: dict[str, list[str]]
+    created: set[str] = field(default_factory=set)
+
+    def ensure(self, *kinds: str) -> None:
+        """Point ``events_<kind>`` of the cursor at the listed files (creating a view
+        binds it: every file's schema is read, so only kinds a question reads)."""
+        for kind in kinds:
+            if kind in self.created:
+                continue
+            listed = ", ".join(quote_literal(path) for path in self.views[kind])
+            self.cursor.execute(
+                f"CREATE TEMP VIEW events_{kind} AS SELECT * FROM read_parquet([{listed}], "
+                f"hive_partitioning = true, union_by_name = true, hive_types = {HIVE_TYPES})"
+            )
+            self.created.add(kind)
 
     def close(self) -> None:
         self.cursor.close()
@@ -169,38 +201,36 @@ def snapshot_cursor(
     also: Sequence[str] = (),
     project: str | None = None,
 ) -> Snapshot | None:
-    """A cursor of ``con`` whose ``events_<kind>`` views read the files visible now,
-    listed once, instead of re-globbing and filtering every row's file name against
-    the commit log at every scan (that filter costs as much as the scan on a big
-    store); the files of the ``also`` kinds are listed with them (for readers that
-    name files themselves, e.g. :func:`ledger.analytics.summaries.summaries_sql`).
-    With ``project``, only that project's partition is listed (``project=<name>``
-    directories: the views' ``project`` column comes from that path, so the rows of
-    the project are all there). Same rows as the views; close it when done. Files
-    written after the call are not
-    seen through it: open one per question. None where it does not apply (``as_of``
-    connections, object stores): use ``con``.
+    """The files of ``kinds`` (and of ``also``) visible now, listed once, and a cursor
+    whose ``events_<kind>`` views read just them once :meth:`Snapshot.ensure` is
+    called for the kind: the store's own views re-glob and filter every row's file
+    name against the commit log at every scan, which costs as much as the scan on a
+    big store. With ``project``, only that project's partitions are listed
+    (``project=<name>`` directories: the views' ``project`` column comes from that
+    path, so all the project's rows are there). Same rows as the views; close it when
+    done. Files written after the call are not seen through it: take one per
+    question. None where it does not apply (``as_of`` connections, object stores).
 
     Run the question inside :func:`ledger.analytics.engine.consistent`, so a listing
     that straddled a lifecycle commit, or a file deleted after it was listed, makes it
     list and run again.
     """
-    listed: dict[str, list[str]] = {}
-    cur = _files_cursor(con, kinds, None, also, listed, project)
-    return None if cur is None else Snapshot(cur, listed)
+    listed = _listing(con, kinds, also, project)
+    if listed is None:
+        return None
+    return Snapshot(cursor(con), listed, {kind: listed[kind] for kind in kinds})
 
 
-def _files_cursor(
+def _listing(
     con: duckdb.DuckDBPyConnection,
     kinds: Sequence[str],
-    run_ids: Sequence[str] | None,
-    also: Sequence[str] = (),
-    listed_out: dict[str, list[str]] | None = None,
+    also: Sequence[str],
     project: str | None = None,
-) -> duckdb.DuckDBPyConnection | None:
+) -> dict[str, list[str]] | None:
+    """Visible files of ``kinds`` and ``also`` (of one project); None where files
+    cannot be listed here or a kind of ``kinds`` has none (not even a schema file)."""
     if con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
         return None
-    views: dict[str, list[str]] = {}
     listed = visible_files_of(con, list(dict.fromkeys([*kinds, *also])))
     if listed is None:
         return None
@@ -214,29 +244,9 @@ def _files_cursor(
             ]
             for kind, files in listed.items()
         }
-    for kind in kinds:
-        files = listed[kind]
-        if not files:
-            return None
-        kept = files if run_ids is None else files_for_runs(files, run_ids)
-        if not kept:
-            return None  # no schema file to give the columns: the plain view will do
-        views[kind] = kept
-    if listed_out is not None:
-        listed_out.update(listed)
-    cur = cursor(con)  # a cursor has its own session: variables and settings carried over
-    try:
-        for kind, files in views.items():
-            listed_files = ", ".join(quote_literal(path) for path in files)
-            cur.execute(
-                f"CREATE TEMP VIEW events_{kind} AS SELECT * FROM read_parquet("
-                f"[{listed_files}], hive_partitioning = true, union_by_name = true, "
-                f"hive_types = {HIVE_TYPES})"
-            )
-    except BaseException:
-        cur.close()
-        raise
-    return cur
+    if any(not listed[kind] for kind in kinds):
+        return None
+    return listed
 
 
 def files_matching(
