@@ -287,6 +287,10 @@ def param_value_types(
     files = visible_files(con, "params")
     if files is None:
         return None
+    if project is not None:
+        # The project's partitions only: the views take `project` from that path.
+        partition = f"/project={project}/"
+        files = [path for path in files if partition in path.replace("\\", "/")]
     stamps: dict[str, tuple[int, int]] = {}
     missing = []
     for path in files:
