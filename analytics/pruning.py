@@ -139,17 +139,22 @@ def files_for_runs(files: Iterable[str], run_ids: Sequence[str]) -> list[str]:
 
 
 def runs_cursor(
-    con: duckdb.DuckDBPyConnection, run_ids: Sequence[str], kinds: Sequence[str]
+    con: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str],
+    kinds: Sequence[str],
+    listed: dict[str, list[str]] | None = None,
 ) -> duckdb.DuckDBPyConnection | None:
     """A cursor of ``con`` whose ``events_<kind>`` views read only the files that may
     hold ``run_ids`` (see module doc); close it when done. None when pruning does not
     apply (a connection ``as_of`` a moment, object stores, no files): use ``con``.
 
     Only rows of ``run_ids`` are complete through it: filter every query by them.
+    ``listed``: the visible files by kind when the caller listed them already
+    (:func:`visible_files_of`), so one question lists the store once.
     """
     if not run_ids:
         return None
-    listed = _listing(con, kinds, ())
+    listed = _listing(con, kinds, (), listed=listed)
     if listed is None:
         return None
     views: dict[str, list[str]] = {}
@@ -226,12 +231,15 @@ def _listing(
     kinds: Sequence[str],
     also: Sequence[str],
     project: str | None = None,
+    listed: dict[str, list[str]] | None = None,
 ) -> dict[str, list[str]] | None:
-    """Visible files of ``kinds`` and ``also`` (of one project); None where files
-    cannot be listed here or a kind of ``kinds`` has none (not even a schema file)."""
+    """Visible files of ``kinds`` and ``also`` (of one project; ``listed``: as listed
+    already); None where files cannot be listed here or a kind of ``kinds`` has none
+    (not even a schema file)."""
     if con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
         return None
-    listed = visible_files_of(con, list(dict.fromkeys([*kinds, *also])))
+    if listed is None:
+        listed = visible_files_of(con, list(dict.fromkeys([*kinds, *also])))
     if listed is None:
         return None
     if project is not None:
