@@ -193,6 +193,8 @@ def _leaderboard(
                 # the store's own views: the same rows, listed afresh.)
                 snapshot.ensure("costs")
             sql, values = _board_sql(scope, mode, metric, top, params, group, sources)
+            if "$metric" in sql:  # the plain views' path names the metric in the query
+                values["metric"] = metric
             return fetch_frame(cur, sql, values)
         finally:
             cur.close()
@@ -241,7 +243,7 @@ def _sources(
     FROM {summaries}
     WHERE key = $metric"""
     if snapshot is None:
-        return {"values": f"({values_sql.replace('$metric', quote_literal(metric))})"}
+        return {"values": f"({values_sql})"}
     files = snapshot.files
     register(
         cur,
