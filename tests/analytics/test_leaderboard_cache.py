@@ -135,3 +135,19 @@ def test_group_by_and_all_rows_agree_with_the_views(store_path):
     assert grouped["best_run"].to_list() == ["r4", "r3"]
     everything = leaderboard(store_path, metric="acc", top=None)
     assert everything["name"].to_list() == ["r4", "r3", "r2", "r1", "r0"]
+
+
+def test_object_store_uses_the_plain_views_with_the_same_answers(any_store_uri):
+    # No listing or kept folds on a bucket (DuckDB reads it through pyarrow datasets):
+    # the same questions must still be answered, and a new run must still show up.
+    from ledger.analytics.diff import diff
+    from ledger.analytics.runs import metric_history
+
+    first = _log(any_store_uri, "a", [0.5, 0.7])
+    _log(any_store_uri, "b", [0.6], opt="sgd")
+    assert _board(any_store_uri) == [("a", 0.7)]
+    _log(any_store_uri, "c", [0.9], bs=64)
+    assert _board(any_store_uri) == [("c", 0.9), ("a", 0.7)]
+    assert metric_history(first, store=any_store_uri)["value"].to_list() == [0.5, 0.7]
+    rows = {(r[0], r[1]): r[2:] for r in diff(any_store_uri, runs=["a", "c"]).iter_rows()}
+    assert rows[("metric", "acc.best")] == ("0.7", "0.9")
