@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 from ledger.analytics.engine import connect, fetch_frame, quote_literal
-from ledger.analytics.pruning import runs_cursor
+from ledger.analytics.pruning import runs_cursor, visible_files_of
 from ledger.analytics.resolve import resolve_runs
 from ledger.analytics.summaries import summaries_sql
 
@@ -138,7 +138,7 @@ def diff(
         raise InvalidValueError(f"diff needs at least two runs, got {len(runs)}")
     own = con is None
     if own:
-        con = connect(store)
+        con = connect(store, views=("runs", "params", "tags", "datasets", "metric_summaries"))
     assert con is not None
     try:
         ids = resolve_runs(con, runs, experiment, project=project)
@@ -166,9 +166,12 @@ def _facts(
 ) -> dict[tuple[str, str], dict[str, str | None]]:
     # Only the files whose run_id statistics can hold these runs are read (a handful of
     # a few hundred), and a literal IN list lets DuckDB skip row groups within them.
-    pruned = runs_cursor(con, ids, ("runs", "params", "tags", "datasets"))
+    kinds = ("runs", "params", "tags", "datasets")
+    # One listing for every kind the facts read (the metric summaries' files too).
+    listed = visible_files_of(con, [*kinds, "metrics", "summaries"])
+    pruned = runs_cursor(con, ids, kinds, listed)
     try:
-        return _read_facts(pruned or con, con, ids, modes)
+        return _read_facts(pruned or con, con, ids, modes, listed)
     finally:
         if pruned is not None:
             pruned.close()
@@ -179,6 +182,7 @@ def _read_facts(
     con: duckdb.DuckDBPyConnection,
     ids: list[str],
     modes: Mapping[str, str] | None,
+    listed: dict[str, list[str]] | None = None,
 ) -> dict[tuple[str, str], dict[str, str | None]]:
     rows: dict[tuple[str, str], dict[str, str | None]] = {}
 
@@ -232,7 +236,7 @@ def _read_facts(
         put("dataset", label, run_id, f"{sha}{shape}")
     summaries = cur.execute(
         f"""SELECT run_id, key, last_value, min_value, min_step, max_value, max_step
-        FROM {summaries_sql(con, ids)} WHERE {in_ids} ORDER BY key""",
+        FROM {summaries_sql(con, ids, listed=listed)} WHERE {in_ids} ORDER BY key""",
         bound,
     ).fetchall()
     for run_id, key, last, low, low_step, high, high_step in summaries:

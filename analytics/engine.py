@@ -185,19 +185,21 @@ def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """A cursor of ``con`` for another thread, with the same views and settings.
 
     Use this instead of ``con.cursor()``: a plain DuckDB cursor shares the views but not
-    the connection's session state, so it would lose the ``stall_after_s`` variable
-    (every silent run would show as ``running``), the UTC time zone, and, on an object
-    store, the registered datasets the ``events_<kind>`` views read. The cursor starts
-    from ``con``'s current listing and re-lists on its own from then on.
+    the connection's session state, so it would lose its variables (``as_of``: the
+    ``events_<kind>`` views of an as-of connection would return nothing; and
+    ``stall_after_s``: every silent run would show as ``running``), the UTC time zone,
+    and, on an object store, the registered datasets the ``events_<kind>`` views read.
+    The cursor starts from ``con``'s current listing and re-lists on its own from then on.
     """
     cur = con.cursor()
     # fetchall, not fetchone: a partly fetched result blocks the next query (DuckDB 2.0).
-    ((stall, zone),) = con.execute(
-        "SELECT getvariable('stall_after_s'), current_setting('TimeZone')"
-    ).fetchall()
+    for name, value, type_ in con.execute(
+        "SELECT name, value, type FROM duckdb_variables()"
+    ).fetchall():
+        cur.execute(f"SET VARIABLE {quote_identifier(name)} = $1::{type_}", [value])
+    ((zone,),) = con.execute("SELECT current_setting('TimeZone')").fetchall()
     cur.execute(f"SET TimeZone = {quote_literal(str(zone))}")
-    if stall is not None:
-        cur.execute(f"SET VARIABLE stall_after_s = {float(stall)!r}::DOUBLE")
+    cur.execute("SET parquet_metadata_cache = true")
     state = _remote.get(id(con))
     if state is not None:
         with state.lock:
@@ -338,6 +340,7 @@ def connect(
     threads: int | None = None,
     include_archived: bool | None = None,
     as_of: dt.datetime | None = None,
+    views: Collection[str] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection over ``store`` with every view in place.
 
@@ -346,7 +349,10 @@ def connect(
     makes every view read the archive tier as well as the hot one.
     With ``as_of`` (a timezone-aware datetime; naive means UTC)
     every view shows the store as it stood at that moment: only events written up to
-    then count, and run status is judged at that moment.
+    then count, and run status is judged at that moment. ``views``: only these views
+    of ``queries/`` (and the ones they build on; the ``events_<kind>`` views are always
+    there): creating a view binds it, which reads every file's schema, so a one-shot
+    question that reads a few views connects faster (see :func:`views_for`).
 
     Raises:
         StoreError: the store cannot be initialised.
@@ -379,13 +385,20 @@ def connect(
         try:
             # Creating a view binds it, which globs and opens the files.
             _create_base_views(con, store_obj, include_archived, as_of)
-            _create_views(con)
+            _create_views(con, views)
             break
         except (duckdb.IOException, QueryError) as exc:
             if attempt == _VANISHED_RETRIES or not _vanished(exc):
                 raise
             time.sleep(min(0.01 * (attempt + 1), 0.1))
     return con
+
+
+def views_for(needed: Collection[str], *texts: str | None) -> set[str]:
+    """``needed`` plus every view of ``queries/`` that user SQL in ``texts`` (a
+    ``--where``) names as a word: the ``views`` a one-shot :func:`connect` needs."""
+    words = {word.lower() for text in texts if text for word in _WORD.findall(text)}
+    return set(needed) | {name for name, _ in _view_files() if name.lower() in words}
 
 
 def check_read_only(sql: str) -> None:
@@ -474,6 +487,14 @@ def _fetch(
 
 
 _T = TypeVar("_T")
+
+
+def consistent(con: duckdb.DuckDBPyConnection, fetch: Callable[[], _T]) -> _T:
+    """``fetch()``, run again while it straddled a lifecycle commit or hit a file that
+    a clean-up deleted (the check every query of :func:`fetch_frame` gets). For work
+    that lists files itself (:func:`ledger.analytics.pruning.snapshot_cursor`): list
+    inside ``fetch``."""
+    return _retry_vanished(con, fetch)
 
 
 def _retry_vanished(con: duckdb.DuckDBPyConnection, fetch: Callable[[], _T]) -> _T:

@@ -15,10 +15,20 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-from ledger.analytics.engine import connect, fetch_frame, quote_identifier
+from ledger.analytics.cache import register
+from ledger.analytics.engine import (
+    connect,
+    consistent,
+    cursor,
+    fetch_frame,
+    quote_identifier,
+    quote_literal,
+    views_for,
+)
+from ledger.analytics.pruning import Snapshot, snapshot_cursor
 from ledger.analytics.scope import RUN_COLUMNS, Scope, parse_as_of
 from ledger.analytics.summaries import summaries_sql
 
@@ -125,7 +135,7 @@ def leaderboard(
     moment = parse_as_of(as_of)
     own = con is None or moment is not None
     if own:
-        con = connect(store, as_of=moment)
+        con = connect(store, as_of=moment, views=views_for(_VIEWS, where))
     assert con is not None
     try:
         return _leaderboard(
@@ -145,6 +155,14 @@ def leaderboard(
             con.close()
 
 
+# Views of queries/ a leaderboard reads (a --where may name more: see views_for).
+_VIEWS = ("runs", "params", "tags", "costs", "metric_summaries")
+# Kinds a leaderboard reads through the views, and those whose files it names itself.
+_KINDS = ("runs", "params", "tags", "costs")
+_ALSO = ("metrics", "summaries")
+_ENDED = "('finished', 'failed', 'killed')"
+
+
 def _leaderboard(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -162,81 +180,27 @@ def _leaderboard(
     if group and group[0] == "column":
         scope.extra_columns.append(group[1])
     scope.prepare(con, wanted_params, wanted_tags)
-    ctes, values = scope.candidates_sql()
-    value_col, step_col = value_columns(agg, mode)
-    direction = "DESC" if mode == "max" else "ASC"
-    values = {**values, "metric": metric}
-    # NaN sorts above every number in DuckDB; rank on NULL instead so it goes last.
-    rank_value = "CASE WHEN isnan(m.value) THEN NULL ELSE m.value END"
-    body = f"""{ctes},
-m AS (
-    SELECT run_id, {value_col} AS value, {step_col} AS step, n_points
-    FROM {summaries_sql(con)}
-    WHERE key = $metric AND run_id IN (SELECT run_id FROM selected)
-),
-c AS (
-    SELECT run_id, sum(cost_usd) AS cost_usd
-    FROM costs WHERE run_id IN (SELECT run_id FROM m) GROUP BY run_id
-),
-ranked AS (
-    SELECT
-        selected.*,
-        m.value,
-        m.step,
-        m.n_points,
-        c.cost_usd,
-        {rank_value} AS rank_value
-    FROM selected JOIN m ON m.run_id = selected.run_id
-    LEFT JOIN c ON c.run_id = selected.run_id
-)"""
-    limit = "" if top is None else f"LIMIT {int(top)}"
-    metric_col = quote_identifier(metric)
-    if group is None:
-        param_cols = "".join(
-            f", params.{quote_identifier(key)} AS {quote_identifier('params.' + key)}"
-            for key in params
-        )
-        sql = f"""{body}
-SELECT
-    rank() OVER (ORDER BY rank_value {direction} NULLS LAST) AS rank,
-    run_id, name, experiment, status,
-    value AS {metric_col}, step, n_points,
-    duration_s, start_time{param_cols}, cost_usd
-FROM ranked
-ORDER BY rank_value {direction} NULLS LAST, start_time, run_id
-{limit}"""
-    else:
-        kind, name = group
-        key_expr = (
-            f"params.{quote_identifier(name)}"
-            if kind == "param"
-            else f"tags.{quote_identifier(name)}"
-            if kind == "tag"
-            else quote_identifier(name)
-        )
-        label = quote_identifier(f"{kind}:{name}" if kind != "column" else name)
-        best = "max" if mode == "max" else "min"
-        # Among tied groups' best runs, the earlier-started one wins (as in the ranking).
-        tie = "-epoch(start_time)" if mode == "max" else "epoch(start_time)"
-        order = f"({best}(rank_value)) {direction} NULLS LAST"
-        sql = f"""{body}
-SELECT
-    rank() OVER (ORDER BY {order}) AS rank,
-    {key_expr} AS {label},
-    count(*) AS runs,
-    {best}(rank_value) AS {metric_col},
-    avg(rank_value) AS mean,
-    stddev_samp(rank_value) AS std,
-    arg_{best}(run_id, (rank_value, {tie})) FILTER (WHERE rank_value IS NOT NULL)
-        AS best_run_id,
-    arg_{best}(name, (rank_value, {tie})) FILTER (WHERE rank_value IS NOT NULL) AS best_run,
-    sum(cost_usd) AS cost_usd
-FROM ranked
-GROUP BY {key_expr}
-ORDER BY {order}, {label}
-{limit}"""
+
+    def ask() -> pl.DataFrame:
+        # One listing of the visible files per question (the views would re-glob and
+        # filter every row against the commit log at each of their scans).
+        snapshot = snapshot_cursor(con, _KINDS, _ALSO, project=scope.project)
+        cur = snapshot.cursor if snapshot is not None else cursor(con)
+        try:
+            sources = _sources(cur, snapshot, scope, metric, mode, agg)
+            if snapshot is not None:
+                # The rows shown need their costs. (A --where subquery over a view reads
+                # the store's own views: the same rows, listed afresh.)
+                snapshot.ensure("costs")
+            sql, values = _board_sql(scope, mode, metric, top, params, group, sources)
+            if "$metric" in sql:  # the plain views' path names the metric in the query
+                values["metric"] = metric
+            return fetch_frame(cur, sql, values)
+        finally:
+            cur.close()
+
     try:
-        frame = fetch_frame(con, sql, values)
+        frame = consistent(con, ask)
     except duckdb.Error as exc:
         if scope.where is not None:
             raise scope.explain_error(exc, con) from exc
@@ -250,6 +214,165 @@ ORDER BY {order}, {label}
     if "cost_usd" in frame.columns and frame["cost_usd"].null_count() == frame.height:
         frame = frame.drop("cost_usd")
     return frame
+
+
+def _sources(
+    cur: duckdb.DuckDBPyConnection,
+    snapshot: Snapshot | None,
+    scope: Scope,
+    metric: str,
+    mode: str,
+    agg: str,
+) -> dict[str, str]:
+    """The relations the ranking reads: ``values`` (the ranked metric of every run),
+    ``runs`` (the scope's fold) and the ``params`` / ``tags`` pivots (None: computed in
+    the ranking's own query, for the runs in scope).
+
+    Over a snapshot each is a fold kept by :mod:`ledger.analytics.cache` for its exact
+    files: only the first question about a set of files pays for it. The ``runs`` fold
+    depends on the clock for open runs (a silent one turns ``stalled``, its duration
+    grows), so only ended runs are taken from the kept fold; open ones are folded again.
+    """
+    value_col, step_col = value_columns(agg, mode)
+    summaries = summaries_sql(
+        cur, keys=[metric], listed=None if snapshot is None else snapshot.files
+    )
+    # NaN sorts above every number in DuckDB; rank on NULL instead so it goes last.
+    values_sql = f"""SELECT run_id, {value_col} AS value, {step_col} AS step, n_points,
+        CASE WHEN isnan({value_col}) THEN NULL ELSE {value_col} END AS rank_value
+    FROM {summaries}
+    WHERE key = $metric"""
+    if snapshot is None:
+        return {"values": f"({values_sql})"}
+    files = snapshot.files
+    register(
+        cur,
+        "_leaderboard_values",
+        values_sql,
+        {"metric": metric},
+        files["metrics"] + files["summaries"],
+    )
+    sources = {"values": "_leaderboard_values"}
+    columns = ", ".join(scope.run_columns())
+    register(
+        cur,
+        "_leaderboard_runs",
+        f"SELECT {columns} FROM runs",
+        None,
+        files["runs"],
+        lambda: snapshot.ensure("runs"),
+    )
+    open_ids = [
+        row[0]
+        for row in cur.execute(
+            f"SELECT run_id FROM _leaderboard_runs WHERE status NOT IN {_ENDED}"
+        ).fetchall()
+    ]
+    if open_ids:
+        snapshot.ensure("runs")
+        listed = ", ".join(quote_literal(run_id) for run_id in open_ids)
+        sources["runs"] = (
+            f"(SELECT {columns} FROM _leaderboard_runs WHERE status IN {_ENDED} "
+            f"UNION ALL SELECT {columns} FROM runs WHERE run_id IN ({listed}))"
+        )
+    else:
+        sources["runs"] = "_leaderboard_runs"
+    for kind in ("params", "tags"):
+        pivot = scope.pivot_sql(kind)
+        if pivot is not None:
+            register(
+                cur,
+                f"_leaderboard_{kind}",
+                pivot,
+                None,
+                files[kind],
+                lambda kind=kind: snapshot.ensure(kind),
+            )
+            sources[kind] = f"_leaderboard_{kind}"
+    return sources
+
+
+def _board_sql(
+    scope: Scope,
+    mode: str,
+    metric: str,
+    top: int | None,
+    params: list[str],
+    group: tuple[str, str] | None,
+    sources: dict[str, str],
+) -> tuple[str, dict[str, Any]]:
+    """The ranking over the relations of :func:`_sources`."""
+    direction = "DESC" if mode == "max" else "ASC"
+    ctes, values = scope.candidates_sql(
+        sources.get("runs", "runs"), sources.get("params"), sources.get("tags")
+    )
+    body = f"""{ctes},
+ranked AS (
+    SELECT selected.*, m.value, m.step, m.n_points, m.rank_value
+    FROM selected JOIN {sources["values"]} m ON m.run_id = selected.run_id
+)"""
+    limit = "" if top is None else f"LIMIT {int(top)}"
+    metric_col = quote_identifier(metric)
+    if group is None:
+        param_cols = "".join(
+            f", params.{quote_identifier(key)} AS {quote_identifier('params.' + key)}"
+            for key in params
+        )
+        # Costs are summed for the rows shown only.
+        sql = f"""{body},
+board AS (
+    SELECT rank() OVER (ORDER BY rank_value {direction} NULLS LAST) AS rank, *
+    FROM ranked
+    ORDER BY rank_value {direction} NULLS LAST, start_time, run_id
+    {limit}
+),
+c AS (
+    SELECT run_id, sum(cost_usd) AS cost_usd
+    FROM costs WHERE run_id IN (SELECT run_id FROM board) GROUP BY run_id
+)
+SELECT
+    rank,
+    board.run_id, name, experiment, status,
+    value AS {metric_col}, step, n_points,
+    duration_s, start_time{param_cols}, c.cost_usd
+FROM board LEFT JOIN c ON c.run_id = board.run_id
+ORDER BY rank_value {direction} NULLS LAST, start_time, board.run_id"""
+        return sql, values
+    kind, name = group
+    key_expr = (
+        f"params.{quote_identifier(name)}"
+        if kind == "param"
+        else f"tags.{quote_identifier(name)}"
+        if kind == "tag"
+        else quote_identifier(name)
+    )
+    label = quote_identifier(f"{kind}:{name}" if kind != "column" else name)
+    best = "max" if mode == "max" else "min"
+    # Among tied groups' best runs, the earlier-started one wins (as in the ranking).
+    tie = "-epoch(start_time)" if mode == "max" else "epoch(start_time)"
+    order = f"({best}(rank_value)) {direction} NULLS LAST"
+    sql = f"""{body},
+c AS (
+    SELECT run_id, sum(cost_usd) AS cost_usd
+    FROM costs WHERE run_id IN (SELECT run_id FROM ranked) GROUP BY run_id
+),
+costed AS (SELECT ranked.*, c.cost_usd FROM ranked LEFT JOIN c ON c.run_id = ranked.run_id)
+SELECT
+    rank() OVER (ORDER BY {order}) AS rank,
+    {key_expr} AS {label},
+    count(*) AS runs,
+    {best}(rank_value) AS {metric_col},
+    avg(rank_value) AS mean,
+    stddev_samp(rank_value) AS std,
+    arg_{best}(run_id, (rank_value, {tie})) FILTER (WHERE rank_value IS NOT NULL)
+        AS best_run_id,
+    arg_{best}(name, (rank_value, {tie})) FILTER (WHERE rank_value IS NOT NULL) AS best_run,
+    sum(cost_usd) AS cost_usd
+FROM costed
+GROUP BY {key_expr}
+ORDER BY {order}, {label}
+{limit}"""
+    return sql, values
 
 
 def known_metrics(con: duckdb.DuckDBPyConnection) -> list[str]:

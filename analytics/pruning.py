@@ -19,10 +19,11 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow.parquet as pq
-from ledger.analytics.engine import HIVE_TYPES, quote_identifier, quote_literal
+from ledger.analytics.engine import HIVE_TYPES, cursor, quote_literal
 
 from ledger.objectstore import is_object_uri
 
@@ -138,50 +139,122 @@ def files_for_runs(files: Iterable[str], run_ids: Sequence[str]) -> list[str]:
 
 
 def runs_cursor(
-    con: duckdb.DuckDBPyConnection, run_ids: Sequence[str], kinds: Sequence[str]
+    con: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str],
+    kinds: Sequence[str],
+    listed: dict[str, list[str]] | None = None,
 ) -> duckdb.DuckDBPyConnection | None:
     """A cursor of ``con`` whose ``events_<kind>`` views read only the files that may
     hold ``run_ids`` (see module doc); close it when done. None when pruning does not
     apply (a connection ``as_of`` a moment, object stores, no files): use ``con``.
 
     Only rows of ``run_ids`` are complete through it: filter every query by them.
+    ``listed``: the visible files by kind when the caller listed them already
+    (:func:`visible_files_of`), so one question lists the store once.
     """
     if not run_ids:
         return None
-    if con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
-        return None
-    views: dict[str, list[str]] = {}
-    listed = visible_files_of(con, kinds)
+    listed = _listing(con, kinds, (), listed=listed)
     if listed is None:
         return None
+    views: dict[str, list[str]] = {}
     for kind in kinds:
-        files = listed[kind]
-        if not files:
-            return None
-        kept = files_for_runs(files, run_ids)
+        kept = files_for_runs(listed[kind], run_ids)
         if not kept:
             return None  # no schema file to give the columns: the plain view will do
         views[kind] = kept
-    cur = con.cursor()
+    snapshot = Snapshot(cursor(con), listed, views)
     try:
-        # A cursor has its own session: carry over variables and settings.
-        for name, value, type_ in con.execute(
-            "SELECT name, value, type FROM duckdb_variables()"
-        ).fetchall():
-            cur.execute(f"SET VARIABLE {quote_identifier(name)} = $1::{type_}", [value])
-        ((zone,),) = con.execute("SELECT current_setting('TimeZone')").fetchall()
-        cur.execute(f"SET TimeZone = {quote_literal(str(zone))}")
-        cur.execute("SET parquet_metadata_cache = true")
-        for kind, files in views.items():
-            listed = ", ".join(quote_literal(path) for path in files)
-            cur.execute(
+        snapshot.ensure(*kinds)
+    except BaseException:
+        snapshot.close()
+        raise
+    return snapshot.cursor
+
+
+@dataclass
+class Snapshot:
+    """A cursor (own session: variables and settings carried over) over the files
+    visible at one instant: ``files`` by kind; :meth:`ensure` makes its
+    ``events_<kind>`` views read them."""
+
+    cursor: duckdb.DuckDBPyConnection
+    files: dict[str, list[str]]
+    views: dict[str, list[str]]
+    created: set[str] = field(default_factory=set)
+
+    def ensure(self, *kinds: str) -> None:
+        """Point ``events_<kind>`` of the cursor at the listed files (creating a view
+        binds it: every file's schema is read, so only kinds a question reads)."""
+        for kind in kinds:
+            if kind in self.created:
+                continue
+            listed = ", ".join(quote_literal(path) for path in self.views[kind])
+            self.cursor.execute(
                 f"CREATE TEMP VIEW events_{kind} AS SELECT * FROM read_parquet([{listed}], "
                 f"hive_partitioning = true, union_by_name = true, hive_types = {HIVE_TYPES})"
             )
-    except BaseException:
-        cur.close()
-        raise
-    return cur
+            self.created.add(kind)
+
+    def close(self) -> None:
+        self.cursor.close()
+
+
+def snapshot_cursor(
+    con: duckdb.DuckDBPyConnection,
+    kinds: Sequence[str],
+    also: Sequence[str] = (),
+    project: str | None = None,
+) -> Snapshot | None:
+    """The files of ``kinds`` (and of ``also``) visible now, listed once, and a cursor
+    whose ``events_<kind>`` views read just them once :meth:`Snapshot.ensure` is
+    called for the kind: the store's own views re-glob and filter every row's file
+    name against the commit log at every scan, which costs as much as the scan on a
+    big store. With ``project``, only that project's partitions are listed
+    (``project=<name>`` directories: the views' ``project`` column comes from that
+    path, so all the project's rows are there). Same rows as the views; close it when
+    done. Files written after the call are not seen through it: take one per
+    question. None where it does not apply (``as_of`` connections, object stores).
+
+    Run the question inside :func:`ledger.analytics.engine.consistent`, so a listing
+    that straddled a lifecycle commit, or a file deleted after it was listed, makes it
+    list and run again.
+    """
+    listed = _listing(con, kinds, also, project)
+    if listed is None:
+        return None
+    return Snapshot(cursor(con), listed, {kind: listed[kind] for kind in kinds})
+
+
+def _listing(
+    con: duckdb.DuckDBPyConnection,
+    kinds: Sequence[str],
+    also: Sequence[str],
+    project: str | None = None,
+    listed: dict[str, list[str]] | None = None,
+) -> dict[str, list[str]] | None:
+    """Visible files of ``kinds`` and ``also`` (of one project; ``listed``: as listed
+    already); None where files cannot be listed here or a kind of ``kinds`` has none
+    (not even a schema file)."""
+    if con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
+        return None
+    if listed is None:
+        listed = visible_files_of(con, list(dict.fromkeys([*kinds, *also])))
+    if listed is None:
+        return None
+    if project is not None:
+        partition = f"/project={project}/"
+        listed = {
+            kind: [
+                path
+                for path in files
+                if partition in path.replace("\\", "/") or _SCHEMA_PARTITION in path
+            ]
+            for kind, files in listed.items()
+        }
+    if any(not listed[kind] for kind in kinds):
+        return None
+    return listed
 
 
 def files_matching(
@@ -222,6 +295,10 @@ def param_value_types(
     files = visible_files(con, "params")
     if files is None:
         return None
+    if project is not None:
+        # The project's partitions only: the views take `project` from that path.
+        partition = f"/project={project}/"
+        files = [path for path in files if partition in path.replace("\\", "/")]
     stamps: dict[str, tuple[int, int]] = {}
     missing = []
     for path in files:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import duckdb
+from ledger.analytics.engine import cursor as engine_cursor
 from ledger.analytics.engine import quote_literal
 from ledger.analytics.pruning import files_matching, runs_cursor, visible_files
 
@@ -168,7 +169,7 @@ def _resolve(
     if not ref:
         raise RunNotFoundError("Empty run reference: give a run id, id prefix or name")
     scope = {"experiment": experiment, "project": project}
-    cursor = con.cursor()
+    cursor = engine_cursor(con)
     try:
         prefix = _prefix(ref)
         if found is None:
@@ -238,7 +239,7 @@ def resolve_runs(
     wanted = list(dict.fromkeys(ref.strip() for ref in refs if ref.strip()))
     found: dict[str, list[tuple[str, str | None, str | None, str | None]]] = {}
     if wanted:
-        cursor = con.cursor()
+        cursor = engine_cursor(con)
         try:
             found = _candidates(con, cursor, wanted)
         finally:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import duckdb
-from ledger.analytics.engine import connect, fetch_frame, run_sql
+from ledger.analytics.engine import connect, consistent, fetch_frame, quote_literal, run_sql
 
 from ledger.errors import InvalidValueError
 from ledger.events import STATUSES
@@ -72,27 +72,43 @@ def metric_history(
     ``run_id`` is a full run id (resolve prefixes and names with
     ``ledger.analytics.resolve.resolve_run``); ``keys`` limits it to these metrics.
     """
-    from ledger.analytics.pruning import runs_cursor
+    from ledger.analytics.pruning import files_for_runs, visible_files
 
     own = con is None
     if own:
-        con = connect(store)
+        con = connect(store, views=("metrics",))
     assert con is not None
-    cur = runs_cursor(con, [run_id], ("metrics",))
     try:
         wanted = [keys] if isinstance(keys, str) else None if keys is None else list(keys)
         key_filter = "" if wanted is None else "AND key IN (SELECT unnest($keys))"
         values: dict[str, object] = {"run_id": run_id}
         if wanted is not None:
             values["keys"] = wanted
-        return fetch_frame(
-            cur or con,
-            f"""SELECT key, step, ts, value FROM metrics WHERE run_id = $run_id {key_filter}
-            ORDER BY key, step, ts, seq""",
-            values,
-        )
+        order = "ORDER BY key, step, ts, seq"
+
+        def read() -> pl.DataFrame:
+            assert con is not None
+            # The run's files only, read straight (the metrics view is these columns of
+            # events_metrics): no cursor, no view to bind, the commit log applied once.
+            files = None
+            if not con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
+                files = visible_files(con, "metrics")
+            if not files:
+                return fetch_frame(
+                    con,
+                    f"SELECT key, step, ts, value FROM metrics WHERE run_id = $run_id "
+                    f"{key_filter} {order}",
+                    values,
+                )
+            listed = ", ".join(quote_literal(path) for path in files_for_runs(files, [run_id]))
+            return fetch_frame(
+                con,
+                f"SELECT key, step, ts, value FROM read_parquet([{listed}], "
+                f"union_by_name = true) WHERE run_id = $run_id {key_filter} {order}",
+                values,
+            )
+
+        return consistent(con, read)
     finally:
-        if cur is not None:
-            cur.close()
         if own:
             con.close()

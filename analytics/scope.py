@@ -147,8 +147,17 @@ class Scope:
     param_types: dict[str, str] = field(default_factory=dict)
     tag_keys: list[str] = field(default_factory=list)
 
-    def base_sql(self) -> tuple[str, dict[str, Any]]:
-        """``SELECT <run columns> FROM runs WHERE <project/experiment/parent>``."""
+    def run_columns(self) -> list[str]:
+        """The ``runs`` columns the reports read (environment ones only when named)."""
+        return list(RUN_COLUMNS) + [
+            column
+            for column in ENV_COLUMNS
+            if column in self.extra_columns or (self.where is not None and column in self.where)
+        ]
+
+    def base_sql(self, runs: str = "runs") -> tuple[str, dict[str, Any]]:
+        """``SELECT <run columns> FROM runs WHERE <project/experiment/parent>``; ``runs``
+        may name another relation with those columns (a cached fold)."""
         conditions, values = ["true"], {}
         if self.project is not None:
             conditions.append("project = $project")
@@ -159,12 +168,8 @@ class Scope:
         if self.parent_id is not None:
             conditions.append("parent_run_id = $parent_id")
             values["parent_id"] = self.parent_id
-        columns = list(RUN_COLUMNS) + [
-            column
-            for column in ENV_COLUMNS
-            if column in self.extra_columns or (self.where is not None and column in self.where)
-        ]
-        sql = f"SELECT {', '.join(columns)} FROM runs WHERE {' AND '.join(conditions)}"
+        columns = self.run_columns()
+        sql = f"SELECT {', '.join(columns)} FROM {runs} WHERE {' AND '.join(conditions)}"
         return sql, values
 
     def prepare(
@@ -224,59 +229,71 @@ class Scope:
                 if row[0] not in wanted_tags
             ]
 
-    def candidates_sql(self) -> tuple[str, dict[str, Any]]:
+    def pivot_sql(self, kind: str, among: str | None = None) -> str | None:
+        """``run_id`` and one column per wanted key of ``kind`` (``params``: typed, first
+        value wins; ``tags``: latest value, a deleted tag is NULL), as the params and
+        tags views define them, pivoted straight from the raw events in one
+        aggregation; None when no key is wanted. ``among``: only the runs of that
+        relation (its ``run_id`` column)."""
+        if kind == "params":
+            keys = list(self.param_types)
+            fields = [
+                f"TRY_CAST(arg_min(value, ts) FILTER (WHERE key = {_literal(key)}) AS "
+                f"{sql_type}) AS {quote_identifier(key)}"
+                for key, sql_type in self.param_types.items()
+            ]
+        else:
+            keys = list(self.tag_keys)
+            fields = [
+                f"arg_max_null(value, ts) FILTER (WHERE key = {_literal(key)}) "
+                f"AS {quote_identifier(key)}"
+                for key in keys
+            ]
+        if not keys:
+            return None
+        listed = ", ".join(_literal(key) for key in keys)
+        only = "" if among is None else f" AND run_id IN (SELECT run_id FROM {among})"
+        return (
+            f"SELECT run_id, {', '.join(fields)} FROM events_{kind} "
+            f"WHERE key IN ({listed}){only} GROUP BY run_id"
+        )
+
+    def candidates_sql(
+        self,
+        runs: str = "runs",
+        params: str | None = None,
+        tags: str | None = None,
+    ) -> tuple[str, dict[str, Any]]:
         """CTEs ending in ``selected``: one row per run in scope that passes ``where``,
-        with run columns, a typed ``params`` struct and a ``tags`` struct."""
-        base, values = self.base_sql()
-        # Pivot straight from the raw events, only the keys needed, in one aggregation
-        # (first value of a param wins, latest of a tag; a deleted tag is NULL), as the
-        # params and tags views define them.
-        param_fields = [
-            f"TRY_CAST(arg_min(value, ts) FILTER (WHERE key = {_literal(key)}) AS {sql_type}) "
-            f"AS {quote_identifier(key)}"
-            for key, sql_type in self.param_types.items()
-        ]
-        tag_fields = [
-            f"arg_max_null(value, ts) FILTER (WHERE key = {_literal(key)}) "
-            f"AS {quote_identifier(key)}"
-            for key in self.tag_keys
-        ]
-        param_keys = ", ".join(_literal(key) for key in self.param_types)
-        tag_keys = ", ".join(_literal(key) for key in self.tag_keys)
+        with run columns, a typed ``params`` struct and a ``tags`` struct.
+
+        ``runs``, ``params`` and ``tags`` may name relations that already hold the
+        fold (:meth:`base_sql`'s columns) and the pivots (:meth:`pivot_sql` over every
+        run); by default they are computed here, for the runs in scope only.
+        """
+        base, values = self.base_sql(runs)
         ctes = [f"scope AS ({base})"]
         params_struct = tags_struct = "NULL"
         joins = ""
-        if param_fields:
-            ctes.append(
-                f"p AS (SELECT run_id, {', '.join(param_fields)} FROM events_params "
-                f"WHERE key IN ({param_keys}) AND run_id IN (SELECT run_id FROM scope) "
-                "GROUP BY run_id)"
-            )
-            params_struct = (
+        for kind, given, alias in (("params", params, "p"), ("tags", tags, "t")):
+            keys = list(self.param_types) if kind == "params" else list(self.tag_keys)
+            pivot = self.pivot_sql(kind, among="scope")
+            if pivot is None:
+                continue
+            ctes.append(f"{alias} AS ({pivot if given is None else f'SELECT * FROM {given}'})")
+            struct = (
                 "struct_pack("
-                + ", ".join(
-                    f"{quote_identifier(k)} := p.{quote_identifier(k)}" for k in self.param_types
-                )
+                + ", ".join(f"{quote_identifier(k)} := {alias}.{quote_identifier(k)}" for k in keys)
                 + ")"
             )
-            joins += " LEFT JOIN p ON p.run_id = scope.run_id"
-        if tag_fields:
-            ctes.append(
-                f"t AS (SELECT run_id, {', '.join(tag_fields)} FROM events_tags "
-                f"WHERE key IN ({tag_keys}) AND run_id IN (SELECT run_id FROM scope) "
-                "GROUP BY run_id)"
-            )
-            tags_struct = (
-                "struct_pack("
-                + ", ".join(
-                    f"{quote_identifier(k)} := t.{quote_identifier(k)}" for k in self.tag_keys
-                )
-                + ")"
-            )
-            joins += " LEFT JOIN t ON t.run_id = scope.run_id"
-        if self.where is not None and "params" in self.where and not param_fields:
+            if kind == "params":
+                params_struct = struct
+            else:
+                tags_struct = struct
+            joins += f" LEFT JOIN {alias} ON {alias}.run_id = scope.run_id"
+        if self.where is not None and "params" in self.where and not self.param_types:
             params_struct = "struct_pack(__no_params__ := NULL)"
-        if self.where is not None and "tags" in self.where and not tag_fields:
+        if self.where is not None and "tags" in self.where and not self.tag_keys:
             tags_struct = "struct_pack(__no_tags__ := NULL)"
         ctes.append(
             f"candidates AS (SELECT scope.*, {params_struct} AS params, {tags_struct} AS tags "

@@ -56,16 +56,34 @@ def _files(con: duckdb.DuckDBPyConnection, kind: str) -> dict[str, str] | None:
     return files
 
 
+def _by_rel(paths: list[str], kind: str) -> dict[str, str]:
+    marker = f"/events/{kind}/"
+    return {
+        path.replace("\\", "/").split(marker, 1)[-1]: path
+        for path in paths
+        if _SCHEMA_PARTITION not in path
+    }
+
+
 def _read(paths: list[str]) -> str:
     listed = ", ".join(quote_literal(path) for path in sorted(paths))
     return f"read_parquet([{listed}], union_by_name = true)"
 
 
-def summaries_sql(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str] | None = None) -> str:
+def summaries_sql(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str] | None = None,
+    *,
+    keys: Sequence[str] | None = None,
+    listed: dict[str, list[str]] | None = None,
+) -> str:
     """A parenthesised subquery with the ``metric_summaries`` view's columns, fast.
 
     With ``run_ids``, only files whose run_id statistics can hold one of them are read
     (rows of other runs may then be incomplete: filter the result by ``run_ids``).
+    With ``keys``, only those metric keys are read and folded (the filter sits in each
+    file scan, below the merge). ``listed``: the visible ``metrics`` and ``summaries``
+    files when the caller has listed them already (see ``pruning.snapshot_cursor``).
 
     Raises:
         duckdb.Error: the store's files cannot be listed.
@@ -73,17 +91,22 @@ def summaries_sql(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str] | None 
     as_of = con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]
     if as_of:
         return "metric_summaries"
-    metrics = _files(con, "metrics")
-    summaries = _files(con, "summaries")
+    if listed is not None:
+        metrics, summaries = (_by_rel(listed[kind], kind) for kind in ("metrics", "summaries"))
+    else:
+        metrics, summaries = _files(con, "metrics"), _files(con, "summaries")
     if metrics is None or summaries is None:
         return "metric_summaries"
     twins = [path for rel, path in summaries.items() if rel in metrics]
     raw = [path for rel, path in metrics.items() if rel not in summaries]
     if run_ids is not None:
         twins, raw = files_for_runs(twins, run_ids), files_for_runs(raw, run_ids)
+    key_filter = ""
+    if keys is not None:
+        key_filter = f"WHERE key IN ({', '.join(quote_literal(key) for key in keys) or 'NULL'})"
     parts = []
     if twins:
-        parts.append(f"SELECT {COLUMNS} FROM {_read(twins)}")
+        parts.append(f"SELECT {COLUMNS} FROM {_read(twins)} {key_filter}")
     if raw:
         parts.append(
             f"""SELECT
@@ -100,6 +123,7 @@ def summaries_sql(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str] | None 
                 max(value) FILTER (WHERE NOT isnan(value)) AS max_value,
                 arg_max(step, (value, -step)) FILTER (WHERE NOT isnan(value)) AS max_step
             FROM {_read(raw)}
+            {key_filter}
             GROUP BY run_id, key"""
         )
     if not parts:

@@ -96,3 +96,19 @@ def test_metric_mode_guess():
     assert metric_mode("eval/error_rate") == "min"
     assert metric_mode("val_acc") == "max"
     assert metric_mode("val_acc", {"val_acc": "min"}) == "min"
+
+
+def test_resolver_as_of_sees_only_runs_that_existed_then(board):
+    # Regression: the resolver queried through plain cursors, which do not carry the
+    # connection's as_of variable, so an as_of connection could not resolve anything.
+    con = connect(board.store, as_of=board.moments["after_b"])
+    try:
+        assert resolve_run(con, "a") == board.ids["a"]
+        assert resolve_run(con, board.ids["b"][:-2]) == board.ids["b"]
+        assert resolve_runs(con, ["a", "b"]) == [board.ids["a"], board.ids["b"]]
+        with pytest.raises(RunNotFoundError):
+            resolve_run(con, "c")  # started after the moment
+        with pytest.raises(RunNotFoundError):
+            resolve_run(con, board.ids["c"])
+    finally:
+        con.close()

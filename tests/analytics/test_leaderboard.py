@@ -161,3 +161,10 @@ def test_where_on_a_quoted_param_and_a_subquery(board):
     assert _names(frame) == ["b"]
     frame = leaderboard(board.store, metric="val_acc", where='params."depth" = 8')
     assert _names(frame) == ["c"]
+
+
+def test_as_of_with_children_of(board):
+    past = leaderboard(
+        board.store, metric="val_acc", children_of="sweep-parent", as_of=board.moments["after_b"]
+    )
+    assert _names(past) == ["b", "a"]
