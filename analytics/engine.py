@@ -10,13 +10,14 @@ statements, so ``ledger query`` cannot change the store.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -338,6 +339,7 @@ def connect(
     threads: int | None = None,
     include_archived: bool | None = None,
     as_of: dt.datetime | None = None,
+    include_deleted: bool = False,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection over ``store`` with every view in place.
 
@@ -346,7 +348,9 @@ def connect(
     makes every view read the archive tier as well as the hot one.
     With ``as_of`` (a timezone-aware datetime; naive means UTC)
     every view shows the store as it stood at that moment: only events written up to
-    then count, and run status is judged at that moment.
+    then count, and run status is judged at that moment. Soft-deleted runs (latest
+    ``deleted``/``restored`` event is ``deleted``) are left out of ``runs`` unless
+    ``include_deleted=True``, which shows them with ``deleted = true``.
 
     Raises:
         StoreError: the store cannot be initialised.
@@ -373,6 +377,8 @@ def connect(
         if as_of.tzinfo is None:
             as_of = as_of.replace(tzinfo=dt.timezone.utc)
         con.execute("SET VARIABLE as_of = $1::TIMESTAMPTZ", [as_of])
+    if include_deleted:
+        con.execute("SET VARIABLE include_deleted = true")
     if include_archived is None:
         include_archived = os.environ.get(env.INCLUDE_ARCHIVED, "0") not in ("", "0", "false")
     for attempt in range(_VANISHED_RETRIES + 1):
@@ -514,13 +520,16 @@ def query(
     params: list[Any] | dict[str, Any] | None = None,
     *,
     include_archived: bool | None = None,
+    include_deleted: bool = False,
 ) -> pl.DataFrame:
     """Run read-only SQL over the store's views; returns a polars DataFrame.
+
+    ``include_archived`` and ``include_deleted`` are as for :func:`connect`.
 
     Raises:
         QueryError: a refused statement or an SQL error.
     """
-    con = connect(store, include_archived=include_archived)
+    con = connect(store, include_archived=include_archived, include_deleted=include_deleted)
     try:
         return run_sql(con, sql, params)
     finally:
@@ -547,3 +556,25 @@ def list_views(store: str | os.PathLike[str] | Store | None = None) -> pl.DataFr
         return pl.DataFrame(rows, schema={"view": pl.Utf8, "column": pl.Utf8, "type": pl.Utf8})
     finally:
         con.close()
+
+
+@contextlib.contextmanager
+def connection(
+    con: duckdb.DuckDBPyConnection | None = None,
+    store: str | os.PathLike[str] | Store | None = None,
+    *,
+    as_of: dt.datetime | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``con`` as given (left open), or a connection of its own to ``store``, closed on exit.
+
+    With ``as_of`` it is always a connection of its own: a view of the store as of a
+    moment is set up when the connection is made.
+    """
+    if con is not None and as_of is None:
+        yield con
+        return
+    own = connect(store, as_of=as_of)
+    try:
+        yield own
+    finally:
+        own.close()
