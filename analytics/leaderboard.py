@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import duckdb
-from ledger.analytics.engine import connect, fetch_frame, quote_identifier
+from ledger.analytics.engine import connection, fetch_frame, quote_identifier
 from ledger.analytics.scope import RUN_COLUMNS, Scope, parse_as_of
 from ledger.analytics.summaries import summaries_sql
 
@@ -123,11 +123,7 @@ def leaderboard(
     if top is not None and top < 0:
         raise InvalidValueError(f"--top must not be negative, got {top}")
     moment = parse_as_of(as_of)
-    own = con is None or moment is not None
-    if own:
-        con = connect(store, as_of=moment)
-    assert con is not None
-    try:
+    with connection(con, store, as_of=moment) as con:
         return _leaderboard(
             con,
             metric=metric,
@@ -140,9 +136,6 @@ def leaderboard(
             params=_split(params),
             group_by=group_by,
         )
-    finally:
-        if own:
-            con.close()
 
 
 def _leaderboard(
