@@ -59,16 +59,15 @@ def test_readme_block_is_replaced_between_markers(tmp_path, monkeypatch):
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- bench:begin -->\nold\n<!-- bench:end -->\noutro\n")
     monkeypatch.setattr(runner, "README", str(readme))
-    results = [
-        {
-            "name": "bench_x",
-            "status": "ok",
-            "seconds": 1.0,
-            "stdout": "| a | b |\n|---|---|\n| 1 | 2 |\n\nnotes",
-            "stderr": "",
-        }
-    ]
-    assert runner.update_readme(results, quick=True)
+    result = {
+        "name": "bench_x",
+        "status": "ok",
+        "seconds": 1.0,
+        "stdout": "| a | b |\n|---|---|\n| 1 | 2 |\n\nnotes",
+        "stderr": "",
+    }
+    meta = runner.stamp(result, True, runner.machine_info())
+    assert runner.update_readme({"bench_x": (meta, runner.section(result, meta))})
     text = readme.read_text()
     assert "old" not in text and "| 1 | 2 |" in text and "notes" not in text
     assert text.startswith("intro\n") and text.endswith("outro\n")
