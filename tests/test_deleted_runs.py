@@ -15,16 +15,17 @@ def _lifecycle(run: ledger.Run, event: str) -> None:
     ledger.flush()
 
 
-def _two_runs(store_path: str) -> tuple[ledger.Run, ledger.Run]:
+def _two_runs(store_path: str) -> ledger.Run:
+    """Runs 'kept' and 'gone'; returns 'gone'."""
     with ledger.start_run("p", "e", "kept", store=store_path) as kept:
         kept.log_metric("loss", 1.0)
     with ledger.start_run("p", "e", "gone", store=store_path) as gone:
         gone.log_metric("loss", 2.0)
-    return kept, gone
+    return gone
 
 
 def test_a_deleted_run_is_hidden_from_runs_by_default(store_path):
-    kept, gone = _two_runs(store_path)
+    gone = _two_runs(store_path)
     _lifecycle(gone, "deleted")
     names = ledger.query("SELECT name FROM runs", store=store_path)["name"].to_list()
     assert names == ["kept"]
@@ -33,7 +34,7 @@ def test_a_deleted_run_is_hidden_from_runs_by_default(store_path):
 
 
 def test_include_deleted_shows_it_flagged_and_restore_brings_it_back(store_path):
-    kept, gone = _two_runs(store_path)
+    gone = _two_runs(store_path)
     _lifecycle(gone, "deleted")
     every = ledger.query(
         "SELECT name, status, deleted, deleted_time IS NOT NULL AS stamped FROM runs ORDER BY name",
@@ -47,7 +48,7 @@ def test_include_deleted_shows_it_flagged_and_restore_brings_it_back(store_path)
 
 
 def test_cli_runs_and_query_take_include_deleted(store_path):
-    kept, gone = _two_runs(store_path)
+    gone = _two_runs(store_path)
     _lifecycle(gone, "deleted")
     runner = CliRunner()
     hidden = runner.invoke(cli, ["runs", "--store", store_path, "--format", "csv"])
