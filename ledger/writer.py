@@ -539,6 +539,8 @@ def _split_by_day(table: pa.Table) -> list[tuple[Any, pa.Table]]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if table.num_rows == 0:  # e.g. only log_metrics({}) calls: nothing to write
+        return []
     micros = table.column("ts").cast(pa.int64()).to_numpy()
     days = np.floor_divide(micros, _US_PER_DAY)
     first, last = int(days.min()), int(days.max())

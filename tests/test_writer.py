@@ -162,6 +162,15 @@ def test_log_metrics_with_changing_key_sets_keeps_every_point_in_order(store_pat
     assert latest == {"loss": 5, "acc": 5, "lr": 4, "ünï": 4}
 
 
+def test_a_flush_of_only_empty_metric_dicts_writes_nothing_and_warns_nothing(store_path, caplog):
+    caplog.set_level(logging.WARNING, logger="ledger")
+    with ledger.start_run("p", store=store_path) as run:
+        run.log_metrics({}, step=1)
+    assert ledger.flush() is True
+    assert not caplog.records
+    assert ledger.query("SELECT count(*) FROM metrics", store=store_path).item() == 0
+
+
 def test_a_large_buffer_is_written_in_bounded_files(store_path):
     Path(store_path).mkdir(parents=True)
     Path(store_path, "ledger.toml").write_text("[writer]\nflush_rows = 1000\n")
