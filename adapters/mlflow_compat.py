@@ -759,7 +759,7 @@ class MlflowClient:
         return self.get_run(run.id)
 
     def get_run(self, run_id: str) -> Run:
-        runs = _search(self.store, run_ids=[run_id], view=ViewType.ALL)
+        runs = _runs(self.store, search_run_ids(self.store, run_ids=[run_id], view=ViewType.ALL))
         if not runs:
             raise MlflowException(f"Run '{run_id}' not found")
         return runs[0]
@@ -777,17 +777,15 @@ class MlflowClient:
             experiment_ids = [experiment_ids]
         with self._scope():
             names = _experiment_names(experiment_ids)
-        result = PagedList(
-            _search(
-                self.store,
-                experiments=names,
-                filter_string=filter_string,
-                view=run_view_type,
-                max_results=max_results,
-                order_by=order_by,
-            )
+        found = search_run_ids(
+            self.store,
+            experiments=names,
+            filter_string=filter_string,
+            view=run_view_type,
+            max_results=max_results,
+            order_by=order_by,
         )
-        return result
+        return PagedList(_runs(self.store, found))
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         from ledger.analytics.engine import connect, fetch_frame
@@ -1297,7 +1295,8 @@ def search_run_ids(
         f"{_BASE_SQL} SELECT b.* FROM base b {joins} WHERE {' AND '.join(conditions) or 'true'} "
         f"ORDER BY {orders} {limit}"
     )
-    con = connect(store)
+    # MLflow's view types decide on deleted runs here, so the `runs` view must show them.
+    con = connect(store, include_deleted=True)
     try:
         frame = fetch_frame(con, sql, order_params + where_params)
     finally:
@@ -1305,27 +1304,11 @@ def search_run_ids(
     return frame, frame.get_column("run_id").to_list()
 
 
-def _search(
-    store: Store,
-    *,
-    experiments: list[str] | None = None,
-    run_ids: list[str] | None = None,
-    filter_string: str = "",
-    view: int = ViewType.ACTIVE_ONLY,
-    max_results: int | None = None,
-    order_by: list[str] | None = None,
-) -> list[Run]:
+def _runs(store: Store, found: tuple[Any, list[str]]) -> list[Run]:
+    """MLflow ``Run`` objects for what :func:`search_run_ids` ``found``, in its order."""
     from ledger.analytics.engine import connect, fetch_frame
 
-    frame, ids = search_run_ids(
-        store,
-        experiments=experiments,
-        run_ids=run_ids,
-        filter_string=filter_string,
-        view=view,
-        max_results=max_results,
-        order_by=order_by,
-    )
+    frame, ids = found
     if not ids:
         return []
     values: dict[str, dict[str, dict[str, Any]]] = {
@@ -1414,14 +1397,16 @@ def search_runs(
         names = None
     else:
         names = [_current_experiment().name]
-    runs = _search(
-        _store(),
+    store = _store()
+    found = search_run_ids(
+        store,
         experiments=names,
         filter_string=filter_string,
         view=run_view_type,
         max_results=max_results,
         order_by=order_by,
     )
+    runs = _runs(store, found)
     if output_format == "list":
         return runs
     if output_format != "pandas":

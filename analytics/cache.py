@@ -2,10 +2,12 @@
 
 A file of the store never changes once written (DESIGN invariant 1): what a query folds
 from a set of files stays right for as long as that exact set is what the query would
-read. :func:`register` keys a result by its SQL text, its parameters and the path,
-size and modification time of every file it read (and its inode), and registers the kept Arrow table
-under a name on the cursor. A new flush, a compaction, an archive (any change of the
-visible set) gives a new key, so the fold is computed afresh: never a stale answer.
+read. :func:`register` keys a result by its SQL text, its parameters, the cursor's
+variables (the views read ``include_deleted``, ``as_of`` and the like through
+``getvariable``) and the path, size, modification time and inode of every file it
+read, and registers the kept Arrow table under a name on the cursor. A new flush, a
+compaction, an archive (any change of the visible set) gives a new key, so the fold is
+computed afresh: never a stale answer.
 
 Only folds whose value does not depend on the clock belong here (the ``runs`` view
 does: a silent open run turns ``stalled`` as time passes; see the leaderboard for how
@@ -58,7 +60,10 @@ def register(
     ``prepare()`` is called first, then ``sql`` runs)."""
     global _rows
     key_files = stamps(files)
-    key = (sql, json.dumps(params or {}, sort_keys=True, default=str), key_files)
+    variables = cur.execute(
+        "SELECT name, value::VARCHAR FROM duckdb_variables() ORDER BY name"
+    ).fetchall()
+    key = (sql, json.dumps(params or {}, sort_keys=True, default=str), tuple(variables), key_files)
     with _lock:
         table = _entries.get(key)
         if table is not None:

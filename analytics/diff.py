@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-from ledger.analytics.engine import connect, fetch_frame, quote_literal
+from ledger.analytics.engine import connection, fetch_frame, quote_literal
 from ledger.analytics.pruning import runs_cursor, visible_files_of
 from ledger.analytics.resolve import resolve_runs
 from ledger.analytics.summaries import summaries_sql
@@ -136,19 +136,13 @@ def diff(
     """
     if len(runs) < 2:
         raise InvalidValueError(f"diff needs at least two runs, got {len(runs)}")
-    own = con is None
-    if own:
-        con = connect(store, views=("runs", "params", "tags", "datasets", "metric_summaries"))
-    assert con is not None
-    try:
+    views = ("runs", "params", "tags", "datasets", "metric_summaries")
+    with connection(con, store, views=views) as con:
         ids = resolve_runs(con, runs, experiment, project=project)
         if len(set(ids)) < len(ids):
             raise InvalidValueError(f"The same run is given twice: {', '.join(runs)}")
         rows = _facts(con, ids, modes)
         labels = _column_labels(ids, rows.get(("run", "name"), {}))
-    finally:
-        if own:
-            con.close()
     import polars as pl
 
     records = []

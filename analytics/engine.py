@@ -10,13 +10,14 @@ statements, so ``ledger query`` cannot change the store.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -341,6 +342,7 @@ def connect(
     include_archived: bool | None = None,
     as_of: dt.datetime | None = None,
     views: Collection[str] | None = None,
+    include_deleted: bool = False,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection over ``store`` with every view in place.
 
@@ -353,6 +355,9 @@ def connect(
     of ``queries/`` (and the ones they build on; the ``events_<kind>`` views are always
     there): creating a view binds it, which reads every file's schema, so a one-shot
     question that reads a few views connects faster (see :func:`views_for`).
+    Soft-deleted runs (latest ``deleted``/``restored`` event is ``deleted``) are left
+    out of ``runs`` unless ``include_deleted=True``, which shows them with
+    ``deleted = true``.
 
     Raises:
         StoreError: the store cannot be initialised.
@@ -379,6 +384,8 @@ def connect(
         if as_of.tzinfo is None:
             as_of = as_of.replace(tzinfo=dt.timezone.utc)
         con.execute("SET VARIABLE as_of = $1::TIMESTAMPTZ", [as_of])
+    if include_deleted:
+        con.execute("SET VARIABLE include_deleted = true")
     if include_archived is None:
         include_archived = os.environ.get(env.INCLUDE_ARCHIVED, "0") not in ("", "0", "false")
     for attempt in range(_VANISHED_RETRIES + 1):
@@ -535,13 +542,16 @@ def query(
     params: list[Any] | dict[str, Any] | None = None,
     *,
     include_archived: bool | None = None,
+    include_deleted: bool = False,
 ) -> pl.DataFrame:
     """Run read-only SQL over the store's views; returns a polars DataFrame.
+
+    ``include_archived`` and ``include_deleted`` are as for :func:`connect`.
 
     Raises:
         QueryError: a refused statement or an SQL error.
     """
-    con = connect(store, include_archived=include_archived)
+    con = connect(store, include_archived=include_archived, include_deleted=include_deleted)
     try:
         return run_sql(con, sql, params)
     finally:
@@ -568,3 +578,27 @@ def list_views(store: str | os.PathLike[str] | Store | None = None) -> pl.DataFr
         return pl.DataFrame(rows, schema={"view": pl.Utf8, "column": pl.Utf8, "type": pl.Utf8})
     finally:
         con.close()
+
+
+@contextlib.contextmanager
+def connection(
+    con: duckdb.DuckDBPyConnection | None = None,
+    store: str | os.PathLike[str] | Store | None = None,
+    *,
+    as_of: dt.datetime | None = None,
+    views: Collection[str] | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``con`` as given (left open), or a connection of its own to ``store``, closed on exit.
+
+    With ``as_of`` it is always a connection of its own: a view of the store as of a
+    moment is set up when the connection is made. ``views`` limits the views a
+    connection of its own creates (see :func:`connect`).
+    """
+    if con is not None and as_of is None:
+        yield con
+        return
+    own = connect(store, as_of=as_of, views=views)
+    try:
+        yield own
+    finally:
+        own.close()

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-from ledger.analytics.engine import connect
+from ledger.analytics.engine import connection
 from ledger.analytics.leaderboard import check_choices, value_columns
 from ledger.analytics.scope import Scope, parse_as_of
 from ledger.analytics.summaries import summaries_sql
@@ -299,11 +299,7 @@ def importance(
     check_choices(mode, agg)
     make_evaluator(evaluator, seed)
     moment = parse_as_of(as_of)
-    own = con is None or moment is not None
-    if own:
-        con = connect(store, as_of=moment)
-    assert con is not None
-    try:
+    with connection(con, store, as_of=moment) as con:
         trials = load_trials(
             con,
             Scope(project=project, experiment=experiment, children_of=children_of, where=where),
@@ -311,9 +307,6 @@ def importance(
             mode=mode,
             agg=agg,
         )
-    finally:
-        if own:
-            con.close()
     skipped = trials.skipped_no_metric + trials.skipped_not_finite
     if len(trials.values) < 2:
         raise AnalysisError(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 from ledger.analytics.cache import register
 from ledger.analytics.engine import (
-    connect,
+    connection,
     consistent,
     cursor,
     fetch_frame,
@@ -133,11 +133,7 @@ def leaderboard(
     if top is not None and top < 0:
         raise InvalidValueError(f"--top must not be negative, got {top}")
     moment = parse_as_of(as_of)
-    own = con is None or moment is not None
-    if own:
-        con = connect(store, as_of=moment, views=views_for(_VIEWS, where))
-    assert con is not None
-    try:
+    with connection(con, store, as_of=moment, views=views_for(_VIEWS, where)) as con:
         return _leaderboard(
             con,
             metric=metric,
@@ -150,9 +146,6 @@ def leaderboard(
             params=_split(params),
             group_by=group_by,
         )
-    finally:
-        if own:
-            con.close()
 
 
 # Views of queries/ a leaderboard reads (a --where may name more: see views_for).

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-from ledger.analytics.engine import connect, fetch_frame, quote_literal
+from ledger.analytics.engine import connection, fetch_frame, quote_literal
 from ledger.analytics.pruning import runs_cursor
 from ledger.analytics.resolve import resolve_runs
 
@@ -133,16 +133,9 @@ def plot(
     metrics = [metric] if isinstance(metric, str) else list(metric)
     if not runs:
         raise InvalidValueError("Give at least one run to plot")
-    own = con is None
-    if own:
-        con = connect(store)
-    assert con is not None
-    try:
+    with connection(con, store) as con:
         ids = resolve_runs(con, runs, experiment, project=project)
         points = metric_curves(con, ids, metrics)
-    finally:
-        if own:
-            con.close()
     if points.height == 0:
         raise InvalidValueError(
             f"None of the runs logged {', '.join(repr(m) for m in metrics)}: nothing to plot"

@@ -7,7 +7,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import duckdb
-from ledger.analytics.engine import connect, consistent, fetch_frame, quote_literal, run_sql
+from ledger.analytics.engine import (
+    connect,
+    connection,
+    consistent,
+    fetch_frame,
+    quote_literal,
+    run_sql,
+)
 
 from ledger.errors import InvalidValueError
 from ledger.events import STATUSES
@@ -30,8 +37,12 @@ def list_runs(
     status: str | None = None,
     limit: int | None = 50,
     include_archived: bool | None = None,
+    include_deleted: bool = False,
 ) -> pl.DataFrame:
     """Runs, newest first, optionally filtered by project, experiment and status.
+
+    Soft-deleted runs are left out; ``include_deleted=True`` lists them too, with a
+    ``deleted`` column.
 
     Raises:
         InvalidValueError: unknown status or a negative limit.
@@ -47,11 +58,12 @@ def list_runs(
             values.append(value)
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     limit_clause = f"LIMIT {int(limit)}" if limit is not None else ""
-    con = connect(store, include_archived=include_archived)
+    columns = LIST_COLUMNS + (", deleted" if include_deleted else "")
+    con = connect(store, include_archived=include_archived, include_deleted=include_deleted)
     try:
         return run_sql(
             con,
-            f"SELECT {LIST_COLUMNS} FROM runs {where} ORDER BY start_time DESC {limit_clause}",
+            f"SELECT {columns} FROM runs {where} ORDER BY start_time DESC {limit_clause}",
             values,
         )
     finally:
@@ -74,11 +86,7 @@ def metric_history(
     """
     from ledger.analytics.pruning import files_for_runs, visible_files
 
-    own = con is None
-    if own:
-        con = connect(store, views=("metrics",))
-    assert con is not None
-    try:
+    with connection(con, store, views=("metrics",)) as con:
         wanted = [keys] if isinstance(keys, str) else None if keys is None else list(keys)
         key_filter = "" if wanted is None else "AND key IN (SELECT unnest($keys))"
         values: dict[str, object] = {"run_id": run_id}
@@ -109,6 +117,3 @@ def metric_history(
             )
 
         return consistent(con, read)
-    finally:
-        if own:
-            con.close()

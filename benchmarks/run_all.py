@@ -21,6 +21,10 @@ Each benchmark runs in its own process, one after the other (timings must not sh
 the 2 cores). A failing or timed-out benchmark is reported as such and the others
 still run. The first table of each report also goes into README.md between the
 ``<!-- bench:begin -->`` / ``<!-- bench:end -->`` markers.
+
+Each benchmark's section carries its own stamp (date, commit, machine, load, mode,
+status), so ``--only`` merges: it replaces the sections of the benchmarks it ran and
+keeps every other benchmark's latest section as it was measured.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 import datetime as dt
 import glob
 import importlib.metadata
+import json
 import os
 import platform
 import re
@@ -155,37 +160,164 @@ def run_one(path: str, quick: bool, timeout: float) -> dict[str, object]:
     }
 
 
-def render(results: list[dict[str, object]], quick: bool) -> str:
+SECTION = re.compile(r"^## `(bench_[A-Za-z0-9_]+)`[ \t]*$", re.M)
+META = re.compile(r"^<!-- bench-meta (\{.*\}) -->$", re.M)
+
+
+def stamp(result: dict[str, object], quick: bool, info: list[tuple[str, str]]) -> dict[str, str]:
+    """What one benchmark's numbers were measured under (kept with its section)."""
+    facts = dict(info)
+    return {
+        "status": str(result["status"]),
+        "seconds": f"{float(result['seconds']):.1f}",  # type: ignore[arg-type]
+        "mode": "quick" if quick else "full",
+        "date": facts["date (UTC)"],
+        "commit": facts["commit"],
+        "machine": f"{facts['CPU']}, {facts['memory']}",
+        "load": facts["load average at start"],
+    }
+
+
+def section(result: dict[str, object], meta: dict[str, str]) -> str:
+    """One benchmark's section of RESULTS.md: heading, its own stamp, its report."""
     lines = [
-        "# Benchmark results",
+        f"## `{result['name']}`",
         "",
-        "Written by `make bench` (`python benchmarks/run_all.py"
-        + (" --quick" if quick else "")
-        + "`); do not edit by hand.",
-        f"Mode: **{'quick' if quick else 'full'}**.",
+        f"<!-- bench-meta {json.dumps(meta, sort_keys=True)} -->",
+        f"_{stamp_line(meta)}_",
         "",
-        "## Machine",
-        "",
-        "| | |",
-        "|---|---|",
-        *(f"| {key} | {value} |" for key, value in machine_info()),
-        "",
-        "## Summary",
-        "",
-        "| benchmark | status | wall time |",
-        "|---|---|---|",
-        *(f"| `{r['name']}` | {r['status']} | {float(r['seconds']):.1f} s |" for r in results),
+        as_markdown(str(result["stdout"])),
         "",
     ]
-    for result in results:
-        lines += [f"## `{result['name']}`", "", as_markdown(str(result["stdout"])), ""]
-        if not str(result["status"]).startswith("ok"):
-            tail = "\n".join(str(result["stderr"]).splitlines()[-20:])
-            lines += ["```", tail, "```", ""]
+    if not meta["status"].startswith("ok"):
+        tail = "\n".join(str(result["stderr"]).splitlines()[-20:])
+        lines += ["```", tail, "```", ""]
     return "\n".join(lines)
 
 
-def update_readme(results: list[dict[str, object]], quick: bool) -> bool:
+def stamp_line(meta: dict[str, str]) -> str:
+    return (
+        f"{meta['status']} in {meta['seconds']} s, {meta['mode']} mode, measured "
+        f"{meta['date']} UTC on {meta['machine']}, load average {meta['load']} "
+        f"(commit {meta['commit']})"
+    )
+
+
+def parse_results(text: str) -> dict[str, tuple[dict[str, str], str]]:
+    """The sections of an existing RESULTS.md: name -> (stamp, section text).
+
+    Sections written before stamps existed get the file's one machine table and
+    summary row as their stamp, so their numbers keep saying where they came from.
+    """
+    matches = list(SECTION.finditer(text))
+    head = text[: matches[0].start()] if matches else text
+    machine = dict(re.findall(r"^\| ([^|]+?) \| ([^|]*?) \|$", head, re.M))
+    summary = {
+        name: (status, seconds)
+        for name, status, seconds in re.findall(
+            r"^\| `(bench_\w+)` \| ([^|]+?) \| ([\d.]+) s \|", head, re.M
+        )
+    }
+    mode = re.search(r"^Mode: \*\*(\w+)\*\*", head, re.M)
+    sections = {}
+    for index, match in enumerate(matches):
+        end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
+        body = text[match.start() : end].rstrip() + "\n"
+        found = META.search(body)
+        if found:
+            meta = json.loads(found.group(1))
+        else:
+            status, seconds = summary.get(match.group(1), ("ok", "?"))
+            meta = {
+                "status": status,
+                "seconds": seconds,
+                "mode": mode.group(1) if mode else "?",
+                "date": machine.get("date (UTC)", "?"),
+                "commit": machine.get("commit", "?"),
+                "machine": f"{machine.get('CPU', '?')}, {machine.get('memory', '?')}",
+                "load": machine.get("load average at start", "?"),
+            }
+            heading, _, rest = body.partition("\n")
+            body = "\n".join(
+                [
+                    heading,
+                    "",
+                    f"<!-- bench-meta {json.dumps(meta, sort_keys=True)} -->",
+                    f"_{stamp_line(meta)}_",
+                    rest.rstrip(),
+                    "",
+                ]
+            )
+        sections[match.group(1)] = (meta, body)
+    return sections
+
+
+def merge_results(
+    previous: dict[str, tuple[dict[str, str], str]],
+    fresh: dict[str, tuple[dict[str, str], str]],
+    existing: set[str],
+) -> dict[str, tuple[dict[str, str], str]]:
+    """Sections after a run: the fresh ones, plus the previous sections of benchmarks
+    that still exist and did not run this time (each keeps its own stamp)."""
+    kept = {name: item for name, item in previous.items() if name in existing}
+    merged = {**kept, **fresh}
+    return {name: merged[name] for name in sorted(merged)}
+
+
+def render(sections: dict[str, tuple[dict[str, str], str]], info: list[tuple[str, str]]) -> str:
+    """RESULTS.md from its sections (as merged by :func:`merge_results`)."""
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (`python benchmarks/run_all.py [--quick] [--only a,b]`); "
+        "do not edit by hand. Each section says when, where and under what load it was "
+        "measured; `--only` replaces just the sections it runs.",
+        "",
+        "## Machine of the latest run",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in info),
+        "",
+        "## Summary",
+        "",
+        "| benchmark | status | wall time | mode | measured (UTC) | load average at start |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| `{name}` | {meta['status']} | {meta['seconds']} s | {meta['mode']} | "
+            f"{meta['date']} | {meta['load']} |"
+            for name, (meta, _) in sections.items()
+        ),
+        "",
+    ]
+    for _, body in sections.values():
+        lines += [body.rstrip(), ""]
+    return "\n".join(lines)
+
+
+def readme_block(sections: dict[str, tuple[dict[str, str], str]]) -> str:
+    """The README's benchmark block: each benchmark's first table (or its text), stamped."""
+    block = [BEGIN, "", "Details in [benchmarks/RESULTS.md](benchmarks/RESULTS.md).", ""]
+    for name, (meta, body) in sections.items():
+        found = META.search(body)
+        after = body[found.end() :] if found else body.split("\n", 1)[-1]
+        report = after.strip().split("\n", 1)[-1] if found else after  # drop the stamp line
+        block += [f"**{name}** ({stamp_line(meta)})", ""]
+        if not meta["status"].startswith("ok"):
+            continue
+        block += [first_table(report) if is_markdown(report) else _text_block(report), ""]
+    block.append(END)
+    return "\n".join(block)
+
+
+def _text_block(report: str, limit: int = 15) -> str:
+    inner = [line for line in report.splitlines() if not line.startswith("```")]
+    if len(inner) > limit:
+        inner = [*inner[:limit], f"... ({len(inner) - limit} more lines in RESULTS.md)"]
+    return "\n".join(["```text", *inner, "```"])
+
+
+def update_readme(sections: dict[str, tuple[dict[str, str], str]]) -> bool:
     try:
         with open(README, encoding="utf-8") as handle:
             text = handle.read()
@@ -193,27 +325,8 @@ def update_readme(results: list[dict[str, object]], quick: bool) -> bool:
         return False
     if BEGIN not in text or END not in text:
         return False
-    info = dict(machine_info())
-    block = [
-        BEGIN,
-        "",
-        f"Measured {info['date (UTC)']} UTC on {info['CPU']}, {info['memory']}, "
-        f"load average {info['load average at start']} "
-        f"({'quick' if quick else 'full'} mode); details in "
-        "[benchmarks/RESULTS.md](benchmarks/RESULTS.md).",
-        "",
-    ]
-    for result in results:
-        stdout = str(result["stdout"])
-        if not str(result["status"]).startswith("ok"):
-            block += [f"**{result['name']}**: {result['status']}", ""]
-        elif is_markdown(stdout):
-            block += [f"**{result['name']}**", "", first_table(stdout), ""]
-        else:
-            block += [f"**{result['name']}**", "", as_markdown(stdout, limit=15), ""]
-    block.append(END)
     pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _: "\n".join(block), text, count=1)
+    new = pattern.sub(lambda _: readme_block(sections), text, count=1)
     with open(README, "w", encoding="utf-8") as handle:
         handle.write(new)
     return True
@@ -228,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--benchmarks", default=HERE, help="folder holding bench_*.py")
     parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     args = parser.parse_args(argv)
-    paths = sorted(glob.glob(os.path.join(args.benchmarks, "bench_*.py")))
+    paths = all_paths = sorted(glob.glob(os.path.join(args.benchmarks, "bench_*.py")))
     if args.only:
         wanted = {f"bench_{name.strip().removeprefix('bench_')}" for name in args.only.split(",")}
         paths = [path for path in paths if os.path.basename(path)[:-3] in wanted]
@@ -236,10 +349,22 @@ def main(argv: list[str] | None = None) -> int:
         print("no benchmarks found", file=sys.stderr)
         return 1
     results = [run_one(path, args.quick, args.timeout) for path in paths]
+    info = machine_info()
+    fresh = {}
+    for result in results:
+        meta = stamp(result, args.quick, info)
+        fresh[str(result["name"])] = (meta, section(result, meta))
+    try:
+        with open(args.output, encoding="utf-8") as handle:
+            previous = parse_results(handle.read())
+    except FileNotFoundError:
+        previous = {}
+    existing = {os.path.basename(path)[:-3] for path in all_paths}
+    sections = merge_results(previous, fresh, existing)
     with open(args.output, "w", encoding="utf-8") as handle:
-        handle.write(render(results, args.quick))
+        handle.write(render(sections, info))
     print(f"wrote {os.path.relpath(args.output, ROOT)}", file=sys.stderr)
-    if not args.no_readme and update_readme(results, args.quick):
+    if not args.no_readme and update_readme(sections):
         print("updated the README benchmark table", file=sys.stderr)
     return 0 if all(str(result["status"]).startswith("ok") for result in results) else 1
 

@@ -234,23 +234,37 @@ class Store:
         """Write ``table`` to ``directory/name`` atomically; returns the bytes written.
 
         Writing the same name again replaces the file, so a retried flush is idempotent.
+        With ``kind``, the file's key-value metadata names the kind and the schema version
+        it was written with (DESIGN.md invariant 3), so a reader can upgrade old files.
         """
         import pyarrow.parquet as pq
 
-        options = _WRITE_OPTIONS.get(kind, {})
+        metadata = dict(table.schema.metadata or {})
+        if kind:
+            metadata[b"ledger.kind"] = kind.encode()
+            metadata[b"ledger.schema_version"] = str(events.SCHEMA_VERSION).encode()
+
+        def encode(where: Any) -> None:
+            # store_schema=False keeps files small but drops the schema's key-value
+            # metadata, so the file's own metadata is added explicitly.
+            with pq.ParquetWriter(
+                where,
+                table.schema,
+                compression="zstd",
+                compression_level=self.compression_level,
+                store_schema=False,
+                **_WRITE_OPTIONS.get(kind, {}),
+            ) as writer:
+                writer.write_table(table)
+                if metadata:
+                    writer.add_key_value_metadata(metadata)
+
         if self.is_local:
             os.makedirs(directory, exist_ok=True)
             final = os.path.join(directory, name)
             tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
             try:
-                pq.write_table(
-                    table,
-                    tmp,
-                    compression="zstd",
-                    compression_level=self.compression_level,
-                    store_schema=False,
-                    **options,
-                )
+                encode(tmp)
                 fd = os.open(tmp, os.O_RDONLY)
                 try:
                     os.fsync(fd)
@@ -267,14 +281,7 @@ class Store:
         # Encode completely before opening the upload: a failure while encoding must
         # not leave a short object behind (closing an S3 stream publishes what it has).
         buffer = pa.BufferOutputStream()
-        pq.write_table(
-            table,
-            buffer,
-            compression="zstd",
-            compression_level=self.compression_level,
-            store_schema=False,
-            **options,
-        )
+        encode(buffer)
         data = buffer.getvalue()
         self._put(f"{directory}/{name}", data)
         return data.size

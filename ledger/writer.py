@@ -19,6 +19,7 @@ from __future__ import annotations
 # threading atexit hook; done for the first time during interpreter shutdown (the final
 # flush) that raises "can't register atexit after shutdown". Import it up front (~5 ms).
 import concurrent.futures.thread  # noqa: F401
+import contextlib
 import logging
 import os
 import sys
@@ -136,22 +137,48 @@ class Writer:
         self._wake.set()
 
     def buffered_rows(self) -> int:
-        return len(self._events) + sum(
-            len(b.metrics) + len(b.batches) + len(b.system) for b in self._buffers
-        )
+        """Rows waiting to be written; a ``log_metrics`` call counts as its points.
+
+        Batches are counted as calls x the latest call's width (an estimate, O(1)), so a
+        run logging dicts is flushed by size as often as one logging single points: many
+        smaller flushes overlap with training and each stays cache-sized.
+        """
+        total = len(self._events)
+        for buffer in self._buffers:
+            total += len(buffer.metrics) + len(buffer.system)
+            batches = buffer.batches
+            with contextlib.suppress(IndexError):  # empty, or emptied by a flush just now
+                total += len(batches) * max(1, len(batches[-1][0]))
+        return total
 
     # -- flushing ------------------------------------------------------------------------------
 
     def flush(self) -> bool:
         """Write everything buffered now. Returns False if some files are still pending."""
         with self._flush_lock:
-            try:
-                self._collect()
-            except Exception as exc:  # never let a bad row kill the flusher
-                self._report_failure(exc, [])
-            return self._write_pending()
+            # Rounds for what is buffered now, not for what training adds meanwhile.
+            rounds = 1 + self.buffered_rows() // self.settings.flush_rows
+            for _ in range(rounds):
+                try:
+                    more = self._collect()
+                except Exception as exc:  # never let a bad row kill the flusher
+                    self._report_failure(exc, [])
+                    more = False
+                written = self._write_pending()
+                if not written or not more:
+                    break
+            return written
 
-    def _collect(self) -> None:
+    def _collect(self) -> bool:
+        """Build the files of about ``flush_rows`` points at most per kind.
+
+        Returns True when rows were left for another round. Bounding each file keeps the
+        flush's arrays cache- and allocator-friendly (a 10-million-point flush spends
+        more time faulting in fresh pages than converting) and its memory flat.
+        """
+        limit = self.settings.flush_rows
+        room = {"metrics": limit, "system": limit}
+        more = False
         tables: dict[tuple[str, str], list[pa.Table]] = defaultdict(list)
         run_ids: dict[tuple[str, str], list[str]] = defaultdict(list)
         taken: list[tuple[list[Any], int]] = []
@@ -163,6 +190,13 @@ class Writer:
             )
             for kind, rows, build in sources:
                 n = len(rows)
+                if n:
+                    width = max(1, len(rows[0][0])) if rows is buffer.batches else 1
+                    n = min(n, max(0, room[kind]) // width)
+                    if not n and room[kind] == limit:
+                        n = 1  # one call wider than the limit still goes out
+                    room[kind] -= n * width
+                    more = more or n < len(rows)
                 if n:
                     tables[(kind, buffer.project)].append(build(buffer.run_id, rows[:n]))
                     run_ids[(kind, buffer.project)].append(buffer.run_id)
@@ -186,7 +220,7 @@ class Writer:
             if buffer.closed and not (buffer.metrics or buffer.batches or buffer.system):
                 self._buffers.remove(buffer)
         if not tables:
-            return
+            return more
         import pyarrow as pa
 
         self._flush_no += 1
@@ -199,6 +233,7 @@ class Writer:
                 self._pending.append(_PendingFile(kind, directory, name, part, ids))
                 if kind == "metrics":
                     self._queue_summary(project, day, name, part, ids)
+        return more
 
     def _queue_summary(
         self, project: str, day: Any, name: str, metrics: pa.Table, run_ids: list[str]
@@ -240,20 +275,42 @@ class Writer:
         import numpy as np
         import pyarrow as pa
 
-        lengths = np.fromiter(map(len, map(itemgetter(0), chunk)), np.int64, len(chunk))
-        n = int(lengths.sum())
+        # Calls of one run mostly repeat a few key tuples ("patterns"): map each call to
+        # its pattern once, then build the per-point key codes, steps and times with
+        # numpy, instead of touching every point's key string in Python.
+        calls = len(chunk)
+        key_tuples = list(map(itemgetter(0), chunk))
+        patterns = {pattern: index for index, pattern in enumerate(dict.fromkeys(key_tuples))}
+        pattern_of_call = np.fromiter(map(patterns.__getitem__, key_tuples), np.intp, calls)
+        names = {name: code for code, name in enumerate(dict.fromkeys(chain(*patterns)))}
+        pattern_codes = [np.array([names[k] for k in p], np.int32) for p in patterns]
+        widths = np.array([len(p) for p in patterns], np.int64)
+        if len(patterns) == 1:
+            lengths: Any = int(widths[0])
+            n = lengths * calls
+            key_codes = np.tile(pattern_codes[0], calls)
+        else:
+            lengths = widths[pattern_of_call]
+            n = int(lengths.sum())
+            flat = np.concatenate(pattern_codes)
+            pattern_start = np.cumsum(widths) - widths
+            call_start = np.cumsum(lengths) - lengths
+            within = np.arange(n) - np.repeat(call_start, lengths)
+            key_codes = flat[np.repeat(pattern_start[pattern_of_call], lengths) + within]
         seq = self._take_seq("metrics", n)
         steps = self._steps(run_id, list(map(itemgetter(2), chunk)))
-        stamps = np.fromiter(map(itemgetter(3), chunk), np.float64, len(chunk))
+        micros = _micros(np.fromiter(map(itemgetter(3), chunk), np.float64, calls))
         return pa.table(
             {
                 "run_id": _constant(run_id, n),
-                "key": _dictionary(chain.from_iterable(map(itemgetter(0), chunk)), n),
+                "key": pa.DictionaryArray.from_arrays(
+                    pa.array(key_codes), pa.array(list(names), pa.string())
+                ),
                 "value": np.fromiter(chain.from_iterable(map(itemgetter(1), chunk)), np.float64, n),
                 "step": pa.array(np.repeat(steps.to_numpy(zero_copy_only=False), lengths))
                 if steps.null_count == 0
-                else steps.take(pa.array(np.repeat(np.arange(len(chunk)), lengths))),
-                "ts": _timestamps(np.repeat(stamps, lengths)),
+                else steps.take(pa.array(np.repeat(np.arange(calls), lengths))),
+                "ts": pa.array(np.repeat(micros, lengths)).cast(pa.timestamp("us", tz="UTC")),
                 "writer_id": _constant(self.writer_id, n),
                 "seq": np.arange(seq, seq + n, dtype=np.int64),
             }
@@ -452,10 +509,14 @@ def _dictionary(values: Iterable[str], n: int) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(list(codes), pa.string()))
 
 
+def _micros(seconds: Any) -> Any:
+    return (seconds * 1e6).astype("int64")
+
+
 def _timestamps(seconds: Any) -> pa.Array:
     import pyarrow as pa
 
-    return pa.array((seconds * 1e6).astype("int64"), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    return pa.array(_micros(seconds), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
 
 
 def _table_from_rows(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
@@ -478,6 +539,8 @@ def _split_by_day(table: pa.Table) -> list[tuple[Any, pa.Table]]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if table.num_rows == 0:  # e.g. only log_metrics({}) calls: nothing to write
+        return []
     micros = table.column("ts").cast(pa.int64()).to_numpy()
     days = np.floor_divide(micros, _US_PER_DAY)
     first, last = int(days.min()), int(days.max())

@@ -3,6 +3,10 @@
 -- latest start or resume; an open run whose heartbeats stopped for longer than
 -- getvariable('stall_after_s') shows as 'stalled'. "Now" is getvariable('as_of') when a
 -- connection looks at the store as of a past moment (connect(as_of=...)).
+-- A run whose latest deleted/restored event is 'deleted' (soft-deleted: an imported
+-- deleted MLflow run, the shim's delete_run) is hidden unless the connection was opened
+-- with include_deleted (getvariable('include_deleted')); then it shows with deleted =
+-- true. Purged runs keep only their 'deleted' event, so they never show.
 CREATE OR REPLACE VIEW runs AS
 WITH folded AS (
     SELECT
@@ -29,7 +33,9 @@ WITH folded AS (
         arg_max(attrs, ts) FILTER (WHERE event = 'seeded') AS seeds,
         arg_min(attrs, ts) FILTER (WHERE event = 'started') AS start_attrs,
         coalesce(arg_max(event, ts) FILTER (WHERE event IN ('pinned', 'unpinned')) = 'pinned', false) AS pinned,
-        count(*) FILTER (WHERE event = 'note') AS notes
+        count(*) FILTER (WHERE event = 'note') AS notes,
+        coalesce(arg_max(event, ts) FILTER (WHERE event IN ('deleted', 'restored')) = 'deleted', false) AS deleted,
+        max(ts) FILTER (WHERE event = 'deleted') AS last_deleted
     FROM events_runs
     GROUP BY run_id
 ),
@@ -71,6 +77,9 @@ SELECT
     pinned,
     notes,
     seeds,
-    environment
+    environment,
+    deleted,
+    CASE WHEN deleted THEN last_deleted END AS deleted_time
 FROM classified
-WHERE start_time IS NOT NULL;
+WHERE start_time IS NOT NULL
+  AND (NOT deleted OR coalesce(getvariable('include_deleted'), false));

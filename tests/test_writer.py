@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -108,6 +109,24 @@ def test_wheel_ships_the_mapped_packages_and_sql(tmp_path):
     assert int(out.stdout) >= 10
 
 
+def test_editable_install_maps_the_wing_packages_to_the_repo(tmp_path):
+    # `make venv` installs with -e: the mapped packages must resolve to the checkout's
+    # top-level folders from any working directory (not through sys.path tricks).
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import ledger, ledger.analytics as a, ledger.adapters as b, ledger.queries as q; "
+        "print(ledger.__file__); print(a.__file__); print(b.__file__); print(q.__file__)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    if out.returncode != 0 or not out.stdout.startswith(str(root)):
+        pytest.skip(f"this interpreter has no editable install of {root}")
+    folders = ("ledger", "analytics", "adapters", "queries")
+    assert out.stdout.split() == [str(root / folder / "__init__.py") for folder in folders]
+
+
 def test_a_flush_of_only_nan_points_writes_and_summarises(store_path):
     import math
 
@@ -120,3 +139,81 @@ def test_a_flush_of_only_nan_points_writes_and_summarises(store_path):
     assert row == (1, None, None)
     board = ledger.leaderboard(store_path, metric="loss")
     assert board.height == 1
+
+
+def test_log_metrics_with_changing_key_sets_keeps_every_point_in_order(store_path):
+    # The flush maps each call to its key pattern; widths and key orders vary here.
+    calls = [
+        ({"loss": 1.0, "acc": 0.5}, 0),
+        ({"acc": 0.6, "loss": 0.9}, 1),
+        ({}, 2),
+        ({"lr": 0.1}, 3),
+        ({"loss": 0.8, "acc": 0.7, "lr": 0.05, "ünï": -0.0}, 4),
+        ({"loss": 0.7, "acc": 0.8}, 5),
+    ]
+    with ledger.start_run("p", store=store_path) as run:
+        for metrics, step in calls:
+            run.log_metrics(metrics, step=step)
+    ledger.flush()
+    got = ledger.query("SELECT key, value, step FROM metrics ORDER BY seq", store=store_path).rows()
+    want = [(k, v, step) for metrics, step in calls for k, v in metrics.items()]
+    assert got == want
+    latest = dict(ledger.query("SELECT key, step FROM latest_metrics", store=store_path).rows())
+    assert latest == {"loss": 5, "acc": 5, "lr": 4, "ünï": 4}
+
+
+def test_a_flush_of_only_empty_metric_dicts_writes_nothing_and_warns_nothing(store_path, caplog):
+    caplog.set_level(logging.WARNING, logger="ledger")
+    with ledger.start_run("p", store=store_path) as run:
+        run.log_metrics({}, step=1)
+    assert ledger.flush() is True
+    assert not caplog.records
+    assert ledger.query("SELECT count(*) FROM metrics", store=store_path).item() == 0
+
+
+def test_a_large_buffer_is_written_in_bounded_files(store_path):
+    Path(store_path).mkdir(parents=True)
+    Path(store_path, "ledger.toml").write_text("[writer]\nflush_rows = 1000\n")
+    with ledger.start_run("p", store=store_path) as run:
+        writer = writer_for(run.store)
+        with writer._flush_lock:  # hold the flusher off: everything stays buffered
+            for step in range(450):
+                run.log_metrics({f"m{i}": float(step) for i in range(10)}, step=step)
+            for step in range(2500):
+                run.log_metric("loss", float(step), step=step)
+            assert writer.buffered_rows() >= 4500 + 2500  # + the start event
+    ledger.flush()
+    files = [
+        f
+        for f in Path(store_path, "events", "metrics").rglob("*.parquet")
+        if not f.name.startswith("schema-")
+    ]
+    assert len(files) >= 7  # 4,500 batched + 2,500 single points, <= 1,000 per file
+    import pyarrow.parquet as pq
+
+    assert max(pq.read_metadata(f).num_rows for f in files) <= 1000
+    counts = ledger.query("SELECT count(*), count(DISTINCT seq) FROM metrics", store=store_path)
+    assert counts.row(0) == (7000, 7000)
+    latest = ledger.query("SELECT key, step FROM latest_metrics", store=store_path).rows()
+    assert dict(latest) == {**{f"m{i}": 449 for i in range(10)}, "loss": 2499}
+
+
+def test_every_data_file_records_its_kind_and_schema_version(store_path):
+    import pyarrow.parquet as pq
+
+    from ledger.events import SCHEMA_VERSION
+
+    with ledger.start_run("p", store=store_path) as run:
+        run.log_metric("a", 1.0)
+        run.log_metrics({"b": 2.0}, step=1)
+        run.log_param("x", 1)
+        run.set_tag("t", "v")
+    ledger.flush()
+    files = [f for f in Path(store_path, "events").rglob("*.parquet") if "__schema__" not in str(f)]
+    kinds = set()
+    for file in files:
+        metadata = pq.read_metadata(file).metadata
+        assert metadata[b"ledger.schema_version"] == str(SCHEMA_VERSION).encode(), file
+        kinds.add(metadata[b"ledger.kind"].decode())
+        assert file.parts[-4] == metadata[b"ledger.kind"].decode()
+    assert {"runs", "metrics", "summaries", "params", "tags"} <= kinds

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from ledger.cli import cli, read_options, store_option
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _where_help = (
     "SQL condition over run columns, params.<key> and tags.<key> "
@@ -12,42 +17,68 @@ _where_help = (
 )
 
 
+def _scoring_options(
+    *, metric_help: str, agg_help: str, params_help: str, plot_help: str
+) -> Callable[[F], F]:
+    """The options leaderboard and importance share: the metric value that scores each
+    run, which runs count, as of when, which params, and a plot of the result."""
+    options = [
+        click.option("--metric", "-m", required=True, help=metric_help),
+        click.option(
+            "--mode",
+            type=click.Choice(["max", "min"]),
+            default="max",
+            show_default=True,
+            help="max: higher is better; min: lower is better.",
+        ),
+        click.option(
+            "--agg",
+            type=click.Choice(["best", "last", "min", "max"]),
+            default="best",
+            show_default=True,
+            help=agg_help,
+        ),
+        click.option("--project", help="Only runs of this project."),
+        click.option("--experiment", "-e", help="Only runs of this experiment."),
+        click.option("--where", "-w", "where", metavar="SQL", help=_where_help),
+        click.option(
+            "--children-of", metavar="RUN", help="Only child runs of RUN (a sweep's trials)."
+        ),
+        click.option("--params", "-p", "params", metavar="KEY,KEY", help=params_help),
+        click.option(
+            "--as-of", metavar="TIME", help="As it stood then: ISO time or a duration ago (2h)."
+        ),
+        click.option(
+            "--plot",
+            "plot_path",
+            metavar="FILE",
+            type=click.Path(dir_okay=False),
+            help=plot_help,
+        ),
+    ]
+
+    def decorate(function: F) -> F:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
 @cli.command("leaderboard")
 @read_options
-@click.option("--metric", "-m", required=True, help="Metric to rank by.")
-@click.option(
-    "--mode",
-    type=click.Choice(["max", "min"]),
-    default="max",
-    show_default=True,
-    help="max: higher is better; min: lower is better.",
+@_scoring_options(
+    metric_help="Metric to rank by.",
+    agg_help="Which value of each run's history ranks it.",
+    params_help="Params to show as columns.",
+    plot_help="Also draw the leaderboard (.png, .svg, .pdf or .html).",
 )
-@click.option(
-    "--agg",
-    type=click.Choice(["best", "last", "min", "max"]),
-    default="best",
-    show_default=True,
-    help="Which value of each run's history ranks it.",
-)
-@click.option("--project", help="Only runs of this project.")
-@click.option("--experiment", "-e", help="Only runs of this experiment.")
-@click.option("--where", "-w", "where", metavar="SQL", help=_where_help)
 @click.option("--top", "-n", type=int, default=10, show_default=True, help="Rows to show (0: all).")
-@click.option("--params", "-p", "params", metavar="KEY,KEY", help="Params to show as columns.")
 @click.option(
     "--group-by",
     "-g",
     metavar="param:KEY|tag:KEY|COLUMN",
     help="One row per group: its best run, mean, std and run count.",
-)
-@click.option("--children-of", metavar="RUN", help="Only child runs of RUN (a sweep's trials).")
-@click.option("--as-of", metavar="TIME", help="As it stood then: ISO time or a duration ago (2h).")
-@click.option(
-    "--plot",
-    "plot_path",
-    metavar="FILE",
-    type=click.Path(dir_okay=False),
-    help="Also draw the leaderboard (.png, .svg, .pdf or .html).",
 )
 def leaderboard_cmd(
     store: str | None,
@@ -134,19 +165,12 @@ def diff_cmd(
 
 @cli.command("importance")
 @read_options
-@click.option("--metric", "-m", required=True, help="Metric the params are judged by.")
-@click.option("--mode", type=click.Choice(["max", "min"]), default="max", show_default=True)
-@click.option(
-    "--agg",
-    type=click.Choice(["best", "last", "min", "max"]),
-    default="best",
-    show_default=True,
-    help="Which value of each run's history is its score.",
+@_scoring_options(
+    metric_help="Metric the params are judged by.",
+    agg_help="Which value of each run's history is its score.",
+    params_help="Only these params.",
+    plot_help="Also draw the importances (.png, .svg, .pdf or .html).",
 )
-@click.option("--project", help="Only runs of this project.")
-@click.option("--experiment", "-e", help="Only runs of this experiment.")
-@click.option("--children-of", metavar="RUN", help="Only child runs of RUN (a sweep's trials).")
-@click.option("--where", "-w", "where", metavar="SQL", help=_where_help)
 @click.option(
     "--evaluator",
     type=click.Choice(["ped-anova", "fanova", "mdi"]),
@@ -160,15 +184,6 @@ def diff_cmd(
     default=0,
     show_default=True,
     help="Seed for fanova/mdi (ped-anova is deterministic).",
-)
-@click.option("--params", "-p", "params", metavar="KEY,KEY", help="Only these params.")
-@click.option("--as-of", metavar="TIME", help="As it stood then: ISO time or a duration ago.")
-@click.option(
-    "--plot",
-    "plot_path",
-    metavar="FILE",
-    type=click.Path(dir_okay=False),
-    help="Also draw the importances (.png, .svg, .pdf or .html).",
 )
 def importance_cmd(
     store: str | None,

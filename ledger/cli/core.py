@@ -132,24 +132,38 @@ _INCLUDE_ARCHIVED = click.option(
     "--include-archived", is_flag=True, help="Read the archive tier too (see ledger archive)."
 )
 
+_INCLUDE_DELETED = click.option(
+    "--include-deleted",
+    is_flag=True,
+    help="Show soft-deleted runs in `runs` too (with deleted = true).",
+)
+
 
 @cli.command("query")
 @read_options
 @_INCLUDE_ARCHIVED
+@_INCLUDE_DELETED
 @click.argument("sql")
 def query_cmd(
-    store: str | None, fmt: str, output: str | None, include_archived: bool, sql: str
+    store: str | None,
+    fmt: str,
+    output: str | None,
+    include_archived: bool,
+    include_deleted: bool,
+    sql: str,
 ) -> None:
     """Run read-only SQL over the views (see `ledger views`).
 
     \b
     ledger query "SELECT name, status, duration_s FROM runs ORDER BY start_time DESC"
     ledger query "SELECT * FROM metrics WHERE key = 'loss'" --format csv -o loss.csv
+    ledger query --include-deleted "SELECT name, deleted_time FROM runs WHERE deleted"
     """
     from ledger.analytics.engine import query
     from ledger.output import render
 
-    render(query(sql, store, include_archived=include_archived), fmt, output)
+    frame = query(sql, store, include_archived=include_archived, include_deleted=include_deleted)
+    render(frame, fmt, output)
 
 
 @cli.command("views")
@@ -175,6 +189,7 @@ def views_cmd(store: str | None, fmt: str, output: str | None) -> None:
 )
 @click.option("--limit", type=int, default=50, show_default=True, help="At most this many.")
 @_INCLUDE_ARCHIVED
+@_INCLUDE_DELETED
 def runs_cmd(
     store: str | None,
     fmt: str,
@@ -184,11 +199,13 @@ def runs_cmd(
     status: str | None,
     limit: int,
     include_archived: bool,
+    include_deleted: bool,
 ) -> None:
-    """List runs, newest first.
+    """List runs, newest first (soft-deleted runs only with --include-deleted).
 
     \b
     ledger runs --project demo --status failed
+    ledger runs --include-deleted
     """
     from ledger.analytics.runs import list_runs
     from ledger.output import render
@@ -201,6 +218,7 @@ def runs_cmd(
             status=status,
             limit=limit,
             include_archived=include_archived,
+            include_deleted=include_deleted,
         ),
         fmt,
         output,

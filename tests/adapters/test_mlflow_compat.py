@@ -224,7 +224,9 @@ def test_deleted_runs_and_client_logging(store_path):
     assert client.search_runs([experiment_id]) == []
     deleted = client.search_runs([experiment_id], run_view_type=mlflow.ViewType.DELETED_ONLY)
     assert [r.info.lifecycle_stage for r in deleted] == ["deleted"]
-    assert query("SELECT status FROM runs", store_path)["status"].to_list() == ["failed"]
+    assert query("SELECT status FROM runs", store_path)["status"].to_list() == []  # deleted
+    shown = query("SELECT status, deleted FROM runs", store_path, include_deleted=True)
+    assert shown.rows() == [("failed", True)]
 
 
 def test_environment_variables(store_path, monkeypatch, tmp_path):

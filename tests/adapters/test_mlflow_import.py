@@ -137,10 +137,10 @@ def ledger_view(store: str) -> dict[str, dict]:
     """The same fields, read from the ledger's views."""
     runs = query(
         "SELECT r.run_id, r.experiment, r.name, r.status, epoch_ms(r.start_time) AS s, "
-        'epoch_ms(r.end_time) AS e, r.parent_run_id, r."user", r.git_commit, '
-        "r.run_id IN (SELECT run_id FROM events_runs WHERE event = 'deleted') AS deleted "
+        'epoch_ms(r.end_time) AS e, r.parent_run_id, r."user", r.git_commit, r.deleted '
         "FROM runs r",
         store,
+        include_deleted=True,  # MLflow's side lists deleted runs too
     )
     found: dict[str, dict] = {}
     for row in runs.iter_rows(named=True):

@@ -16,6 +16,8 @@ from ledger.analytics.leaderboard import leaderboard
 
 import ledger
 from ledger.maintenance import compact
+from ledger.store import open_store
+from ledger.writer import writer_for
 
 WHERE = "params.opt = 'adam' AND params.bs IN (32, 64)"
 
@@ -151,3 +153,22 @@ def test_object_store_uses_the_plain_views_with_the_same_answers(any_store_uri):
     assert metric_history(first, store=any_store_uri)["value"].to_list() == [0.5, 0.7]
     rows = {(r[0], r[1]): r[2:] for r in diff(any_store_uri, runs=["a", "c"]).iter_rows()}
     assert rows[("metric", "acc.best")] == ("0.7", "0.9")
+
+
+def test_a_kept_fold_is_not_shared_across_connections_with_other_variables(store_path):
+    """Two connections over the same files but with different view variables
+    (include_deleted) must not answer from each other's kept folds."""
+    _log(store_path, "kept", [0.5])
+    gone = _log(store_path, "gone", [0.9])
+    # What the MLflow importer and the shim's delete_run record.
+    writer_for(open_store(store_path)).add_event("runs", "p", {"run_id": gone, "event": "deleted"})
+    ledger.flush()
+    plain = connect(store_path)
+    with_deleted = connect(store_path, include_deleted=True)
+    try:
+        assert [name for name, _ in _board(store_path, con=plain)] == ["kept"]
+        assert [name for name, _ in _board(store_path, con=with_deleted)] == ["gone", "kept"]
+        assert [name for name, _ in _board(store_path, con=plain)] == ["kept"]
+    finally:
+        plain.close()
+        with_deleted.close()

@@ -1,4 +1,5 @@
-"""`make bench`'s runner: discovery, the --quick convention, reports of any shape."""
+"""`make bench`'s runner: discovery, the --quick convention, reports of any shape, and
+`--only` merging (sections of benchmarks that did not run keep their own stamps)."""
 
 from __future__ import annotations
 
@@ -59,16 +60,123 @@ def test_readme_block_is_replaced_between_markers(tmp_path, monkeypatch):
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- bench:begin -->\nold\n<!-- bench:end -->\noutro\n")
     monkeypatch.setattr(runner, "README", str(readme))
-    results = [
-        {
-            "name": "bench_x",
-            "status": "ok",
-            "seconds": 1.0,
-            "stdout": "| a | b |\n|---|---|\n| 1 | 2 |\n\nnotes",
-            "stderr": "",
-        }
-    ]
-    assert runner.update_readme(results, quick=True)
+    result = {
+        "name": "bench_x",
+        "status": "ok",
+        "seconds": 1.0,
+        "stdout": "| a | b |\n|---|---|\n| 1 | 2 |\n\nnotes",
+        "stderr": "",
+    }
+    meta = runner.stamp(result, True, runner.machine_info())
+    assert runner.update_readme({"bench_x": (meta, runner.section(result, meta))})
     text = readme.read_text()
     assert "old" not in text and "| 1 | 2 |" in text and "notes" not in text
     assert text.startswith("intro\n") and text.endswith("outro\n")
+
+
+OLD_FORMAT = """# Benchmark results
+
+Written by `make bench` (`python benchmarks/run_all.py`); do not edit by hand.
+Mode: **full**.
+
+## Machine
+
+| | |
+|---|---|
+| date (UTC) | 2026-11-26 06:23 |
+| commit | 586269c |
+| CPU | AMD EPYC, 2 logical cores |
+| memory | 23.5 GiB |
+| load average at start | 12.40, 12.25, 9.89 |
+
+## Summary
+
+| benchmark | status | wall time |
+|---|---|---|
+| `bench_objectstore` | ok | 56.1 s |
+| `bench_scale` | ok | 54.9 s |
+
+## `bench_objectstore`
+
+### Object store
+
+| store | points/s |
+|---|---:|
+| local dir | 165,646 |
+
+## `bench_scale`
+
+### Scale
+
+| question | warm |
+|---|---:|
+| leaderboard | 7.71 s |
+"""
+
+
+INFO = [
+    ("date (UTC)", "2026-11-26 10:30"),
+    ("commit", "abc1234"),
+    ("CPU", "AMD EPYC, 2 logical cores"),
+    ("memory", "23.5 GiB"),
+    ("load average at start", "0.50, 0.40, 0.30"),
+]
+
+
+def fresh(runner, name: str, table_row: str, status: str = "ok"):
+    result = {
+        "name": name,
+        "status": status,
+        "seconds": 12.34,
+        "stdout": f"### {name}\n\n| a | b |\n|---|---|\n| {table_row} |\n\nnotes",
+        "stderr": "trace line",
+    }
+    meta = runner.stamp(result, True, INFO)
+    return {name: (meta, runner.section(result, meta))}
+
+
+def test_only_replaces_the_sections_that_ran_and_keeps_the_others_stamped():
+    runner = load_runner()
+    previous = runner.parse_results(OLD_FORMAT)
+    assert previous["bench_scale"][0]["date"] == "2026-11-26 06:23"  # from the old machine table
+    assert previous["bench_scale"][0]["seconds"] == "54.9"  # from the old summary
+    new = fresh(runner, "bench_scale", "x | 1")
+    existing = {"bench_objectstore", "bench_scale", "bench_logging"}
+    sections = runner.merge_results(previous, new, existing)
+    assert list(sections) == ["bench_objectstore", "bench_scale"]
+    text = runner.render(sections, INFO)
+    # the one that ran: new numbers, new stamp; the old table is gone
+    assert "| x | 1 |" in text and "| leaderboard | 7.71 s |" not in text
+    assert "| `bench_scale` | ok | 12.3 s | quick | 2026-11-26 10:30 | 0.50, 0.40, 0.30 |" in text
+    # the one that did not run: old numbers with the stamp they were measured under
+    assert "| local dir | 165,646 |" in text
+    old_row = "| `bench_objectstore` | ok | 56.1 s | full | 2026-11-26 06:23 | 12.40, 12.25, 9.89 |"
+    assert old_row in text
+    # a second merge reads the new format back unchanged
+    again = runner.parse_results(text)
+    assert runner.render(runner.merge_results(again, {}, existing), INFO) == text
+
+
+def test_benchmarks_that_no_longer_exist_are_dropped_and_failures_keep_their_tail():
+    runner = load_runner()
+    previous = runner.parse_results(OLD_FORMAT)
+    new = fresh(runner, "bench_logging", "y | 2", status="failed (exit 1)")
+    sections = runner.merge_results(previous, new, {"bench_scale", "bench_logging"})
+    assert list(sections) == ["bench_logging", "bench_scale"]
+    text = runner.render(sections, INFO)
+    assert "bench_objectstore" not in text and "trace line" in text
+
+
+def test_readme_block_shows_each_benchmark_with_its_own_stamp():
+    runner = load_runner()
+    sections = runner.merge_results(
+        runner.parse_results(OLD_FORMAT),
+        fresh(runner, "bench_scale", "x | 1"),
+        {"bench_objectstore", "bench_scale"},
+    )
+    block = runner.readme_block(sections)
+    assert block.startswith(runner.BEGIN) and block.endswith(runner.END)
+    assert "**bench_objectstore** (ok in 56.1 s, full mode, measured 2026-11-26 06:23 UTC" in block
+    assert "**bench_scale** (ok in 12.3 s, quick mode, measured 2026-11-26 10:30 UTC" in block
+    assert "| local dir | 165,646 |" in block and "| x | 1 |" in block
+    assert "notes" not in block and "bench-meta" not in block

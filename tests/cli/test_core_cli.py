@@ -235,3 +235,22 @@ def test_every_verb_has_help_and_is_in_readme(invoke):
         assert f"ledger {name}" in readme, f"`ledger {name}` is not documented in README.md"
         help_output = CliRunner().invoke(cli, [*name.split(), "--help"])
         assert help_output.exit_code == 0 and "Usage:" in help_output.output
+
+
+def test_store_is_the_flag_then_ledger_store_then_dot_ledger(invoke, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LEDGER_STORE")
+    flag, from_env = tmp_path / "flag", tmp_path / "env"
+
+    def start(*store: str) -> str:
+        result = invoke("log", *store, "--start", "--project", "p")
+        assert result.exit_code == 0, result.output
+        return result.output.strip()
+
+    default_id = start()
+    monkeypatch.setenv("LEDGER_STORE", str(from_env))
+    env_id = start()
+    flag_id = start("--store", str(flag))
+    for root, run_id in ((tmp_path / ".ledger", default_id), (from_env, env_id), (flag, flag_id)):
+        listed = invoke("query", "--store", str(root), "--format", "csv", "SELECT run_id FROM runs")
+        assert listed.output.split() == ["run_id", run_id]
