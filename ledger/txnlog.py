@@ -126,8 +126,22 @@ def archive_location(store: Store, to: str | None = None) -> str:
     return os.path.normpath(store.path(location))
 
 
+_tier_memos: dict[int, dict[str, Store | None]] = {}
+"""id(store) -> its archive tier, kept while this process holds the store's maintenance
+lock (only the holder changes ``tiers.json``; on an object store each read is a GET)."""
+
+
 def registered_archive(store: Store) -> Store | None:
     """The archive tier that holds data of ``store`` (None when nothing was archived)."""
+    memo = _tier_memos.get(id(store))
+    if memo is not None:
+        if ARCHIVE not in memo:
+            memo[ARCHIVE] = _registered_archive(store)
+        return memo[ARCHIVE]
+    return _registered_archive(store)
+
+
+def _registered_archive(store: Store) -> Store | None:
     import json
 
     registry = _read_text(store, store.path(LIFECYCLE_DIR, TIERS_FILE))
@@ -156,6 +170,7 @@ def register_archive(store: Store, location: str) -> None:
                 f"(ledger restore --all) before archiving to {location}"
             )
     _write_text(store, store.path(LIFECYCLE_DIR, TIERS_FILE), json.dumps({ARCHIVE: location}))
+    _tier_memos.get(id(store), {}).pop(ARCHIVE, None)
 
 
 def _same_location(a: str, b: str) -> bool:
@@ -476,7 +491,7 @@ def maintenance_lock(store: Store, timeout: float = 60.0) -> Iterator[None]:
     if not store.is_local:
         from ledger.lease import object_lease
 
-        with object_lease(store, timeout):
+        with object_lease(store, timeout), _memo_tiers(store):
             yield
         return
     import fcntl
@@ -500,9 +515,22 @@ def maintenance_lock(store: Store, timeout: float = 60.0) -> Iterator[None]:
                         f"running on {store.uri}; try again when it ends"
                     ) from None
                 time.sleep(0.05)
-        yield
+        with _memo_tiers(store):
+            yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _memo_tiers(store: Store) -> Iterator[None]:
+    if id(store) in _tier_memos:  # re-entered
+        yield
+        return
+    _tier_memos[id(store)] = {}
+    try:
+        yield
+    finally:
+        _tier_memos.pop(id(store), None)
 
 
 @dataclass

@@ -252,7 +252,7 @@ def test_compact_and_archive_while_writers_append_to_a_bucket_and_a_reader_queri
     stop = tmp_path / "stop"
     writers = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, s3_store_uri, str(i), "4"],
+            [sys.executable, "-c", WRITER, s3_store_uri, str(i), "3"],
             stdout=subprocess.PIPE,
             text=True,
         )
