@@ -519,7 +519,7 @@ def _retry_vanished(con: duckdb.DuckDBPyConnection, fetch: Callable[[], _T]) -> 
         before = txnlog.log_version(store) if store is not None else None
         try:
             result = fetch()
-        except duckdb.Error as exc:
+        except (duckdb.Error, OSError) as exc:
             # A lifecycle clean-up deleted a file this query had globbed or listed (only
             # files the commit log already hides are deleted, so re-running sees the same
             # answer; an object-store listing is made again first).
@@ -553,6 +553,7 @@ def _vanished(exc: BaseException) -> bool:
         # servers, moto among them, make pyarrow report it as a failed GetObject).
         or "Path does not exist" in text
         or "NoSuchKey" in text
+        or "NO_SUCH_KEY" in text
         or "during GetObject operation" in text
     )
 

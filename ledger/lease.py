@@ -322,8 +322,10 @@ class ObjectLease:
             self.etag = None
 
 
-_held: dict[str, ObjectLease] = {}
-"""Store URI -> the lease this process holds on it (for fencing deep in the log code)."""
+_held: dict[tuple[str, int], ObjectLease] = {}
+"""(store URI, thread id) -> the lease that thread holds (for fencing deep in the log
+code). Per thread, like ``flock`` on separate descriptors: two threads of one process
+exclude each other too."""
 
 
 def lease_ttl(store: Store) -> float:
@@ -337,24 +339,25 @@ def lease_ttl(store: Store) -> float:
 
 @contextlib.contextmanager
 def object_lease(store: Store, timeout: float) -> Iterator[ObjectLease]:
-    """Hold the store's lease for the ``with`` block (re-entrant within one process)."""
-    held = _held.get(store.uri)
+    """Hold the store's lease for the ``with`` block (re-entrant within one thread)."""
+    key = (store.uri, threading.get_ident())
+    held = _held.get(key)
     if held is not None and held.valid():
         yield held
         return
     lease = ObjectLease(store, lease_ttl(store))
     lease.acquire(timeout)
-    _held[store.uri] = lease
+    _held[key] = lease
     try:
         yield lease
     finally:
-        _held.pop(store.uri, None)
+        _held.pop(key, None)
         lease.release()
 
 
 def held_lease(store: Store) -> ObjectLease | None:
-    """The lease this process holds on ``store`` (None for file-system stores)."""
-    return _held.get(store.uri)
+    """The lease this thread holds on ``store`` (None for file-system stores)."""
+    return _held.get((store.uri, threading.get_ident()))
 
 
 def fence(store: Store) -> None:
@@ -365,6 +368,6 @@ def fence(store: Store) -> None:
     Raises:
         LeaseLostError: see :meth:`ObjectLease.fence`.
     """
-    lease = _held.get(store.uri) if not store.is_local else None
+    lease = held_lease(store) if not store.is_local else None
     if lease is not None:
         lease.fence()

@@ -317,8 +317,12 @@ def read_log(store: Store, cache: dict[str, list[dict[str, str]]] | None = None)
             try:
                 with store.fs.open_input_file(info.path) as handle:
                     rows = pq.read_table(handle).to_pylist()
-            except FileNotFoundError:  # removed by a concurrent clean-up: nothing to hide
-                continue
+            except OSError as exc:
+                # Removed by a concurrent clean-up: nothing to hide. (On S3 the object
+                # can go between pyarrow's HEAD and its GET: "NO_SUCH_KEY", no errno.)
+                if isinstance(exc, FileNotFoundError) or "NO_SUCH_KEY" in str(exc):
+                    continue
+                raise
             if cache is not None:
                 cache[name] = rows
         target = state.commits if state_name == "commit" else state.pending

@@ -14,9 +14,9 @@ import urllib.request
 
 import pytest
 from click.testing import CliRunner
+from ledger.adapters.mlflow_import import import_runs
 
 import ledger
-from ledger.adapters.mlflow_import import import_runs
 from ledger.cli import cli
 from ledger.store import open_store
 
