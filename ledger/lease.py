@@ -296,7 +296,8 @@ class ObjectLease:
         except LeaseLostError:
             raise
         except Exception as exc:
-            if not self.valid():
+            # S3 unreachable for a moment: go on only with a third of the ttl to spare.
+            if not self.valid(margin=self.ttl / 3):
                 raise LeaseLostError(
                     f"Cannot renew the lifecycle lease on {self.uri}: {exc}"
                 ) from exc
