@@ -551,9 +551,7 @@ def _vanished(exc: BaseException) -> bool:
         or "Cannot open file" in text
         # An object a registered dataset listed is gone (S3 answers 404 NoSuchKey; some
         # servers, moto among them, make pyarrow report it as a failed GetObject).
-        or "Path does not exist" in text
-        or "NoSuchKey" in text
-        or "NO_SUCH_KEY" in text
+        or txnlog.object_vanished(exc)
         or "during GetObject operation" in text
     )
 

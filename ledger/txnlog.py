@@ -318,9 +318,8 @@ def read_log(store: Store, cache: dict[str, list[dict[str, str]]] | None = None)
                 with store.fs.open_input_file(info.path) as handle:
                     rows = pq.read_table(handle).to_pylist()
             except OSError as exc:
-                # Removed by a concurrent clean-up: nothing to hide. (On S3 the object
-                # can go between pyarrow's HEAD and its GET: "NO_SUCH_KEY", no errno.)
-                if isinstance(exc, FileNotFoundError) or "NO_SUCH_KEY" in str(exc):
+                # Removed by a concurrent clean-up: nothing to hide.
+                if object_vanished(exc):
                     continue
                 raise
             if cache is not None:
@@ -329,6 +328,22 @@ def read_log(store: Store, cache: dict[str, list[dict[str, str]]] | None = None)
         target[txn] = rows
         state.mtimes[(txn, state_name)] = info.mtime.timestamp() if info.mtime else 0.0
     return state
+
+
+_VANISHED_MARKERS = ("NO_SUCH_KEY", "NoSuchKey", "RESOURCE_NOT_FOUND", "Path does not exist")
+
+
+def object_vanished(exc: BaseException) -> bool:
+    """True when ``exc`` says a file or object that was just listed is gone.
+
+    On S3 an object can go between pyarrow's HEAD and its GET, which pyarrow reports as
+    a plain ``OSError`` ("AWS Error NO_SUCH_KEY" or "RESOURCE_NOT_FOUND" during
+    GetObject), not a ``FileNotFoundError``.
+    """
+    if isinstance(exc, FileNotFoundError):
+        return True
+    text = str(exc)
+    return any(marker in text for marker in _VANISHED_MARKERS)
 
 
 def quote_literal(text: str) -> str:
