@@ -84,6 +84,8 @@ class _RemoteSources:
     view_deps: dict[str, set[str]] | None = None  # lower-case view -> names it mentions
     connected_at: float | None = None  # set by connect(), cleared by the first query
     lock: threading.Lock = field(default_factory=threading.Lock)
+    log_cache: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    """Commit-log records already read (record name -> rows; records never change)."""
 
 
 _remote: dict[int, _RemoteSources] = {}
@@ -105,12 +107,49 @@ def listing_ttl(store: Store) -> float:
     return parse_duration(raw, what="listing TTL")
 
 
-def _remote_dataset(store: Store, kind: str, glob: str) -> Any:
+def _remote_dataset(
+    store: Store, kind: str, glob: str, hidden: set[tuple[str, str]] | None = None
+) -> Any:
     if not glob.endswith(_GLOB_TAIL):
         raise QueryError(f"Cannot read {glob!r}: object-store sources must end in {_GLOB_TAIL}")
     kind_uri = glob[: -len(_GLOB_TAIL)]
     fs = filesystem_for(kind_uri, store.settings.raw)
-    return kind_dataset(fs, kind_uri.split("://", 1)[1], kind)
+    kind_dir = kind_uri.split("://", 1)[1]
+    # The files the lifecycle commit log hides, as this file system lists them: paths in
+    # the log are relative to their tier's root (the hot store or its archive).
+    tier = txnlog.HOT if glob == store.kind_glob(kind) else txnlog.ARCHIVE
+    base = kind_dir[: -len(f"/events/{kind}")]
+    prefix = f"events/{kind}/"
+    exclude = {
+        f"{base}/{rel}" for where, rel in hidden or () if where == tier and rel.startswith(prefix)
+    }
+    return kind_dataset(fs, kind_dir, kind, exclude)
+
+
+def _list_remote(state: _RemoteSources, stale: list[tuple[str, str, str]]) -> list[Any]:
+    """Datasets for ``stale`` sources, each minus the files the commit log hides.
+
+    The log is read, the sources listed, and the log's record names listed again; if a
+    transaction started, committed or was cleaned up in between, the listing may mix
+    two states of the store, so it is made again (the same rule the local views follow
+    in :func:`_retry_vanished`).
+    """
+    datasets: list[Any] = []
+    with ThreadPoolExecutor(max_workers=min(8, len(stale))) as pool:
+        for _ in range(_VANISHED_RETRIES + 1):
+            log = txnlog.read_log(state.store, state.log_cache)
+            hidden = log.hidden()
+            datasets = list(
+                pool.map(
+                    lambda source, hidden=hidden: _remote_dataset(
+                        state.store, source[1], source[2], hidden
+                    ),
+                    stale,
+                )
+            )
+            if txnlog.log_version(state.store) == log.version:
+                break
+    return datasets
 
 
 def _sources_used(
@@ -171,10 +210,7 @@ def refresh_sources(
         ]
         if not stale:
             return
-        with ThreadPoolExecutor(max_workers=min(8, len(stale))) as pool:
-            datasets = list(
-                pool.map(lambda source: _remote_dataset(state.store, source[1], source[2]), stale)
-            )
+        datasets = _list_remote(state, stale)
         listed = time.monotonic()
         for (name, _, _), dataset in zip(stale, datasets, strict=True):
             con.register(name, dataset)
@@ -240,8 +276,9 @@ def _create_base_views(
     # events are immutable, so every past state can be re-folded).
     cutoff = "" if as_of is None else " WHERE ts <= getvariable('as_of')"
     statements = []
-    # The lifecycle commit log exists on file-system stores only (lifecycle operations
-    # refuse object stores), so only local files need its filter.
+    # Local files are filtered by the lifecycle commit log in SQL (DuckDB globs them at
+    # every query); object-store datasets leave hidden files out when they are listed
+    # (_list_remote).
     if store.is_local:
         txnlog.ensure_log(store)
         _lifecycle_stores[id(con)] = store
@@ -510,12 +547,15 @@ def _retry_vanished(con: duckdb.DuckDBPyConnection, fetch: Callable[[], _T]) -> 
         before = txnlog.log_version(store) if store is not None else None
         try:
             result = fetch()
-        except duckdb.IOException as exc:
-            # A lifecycle clean-up deleted a file this query had globbed (only files the
-            # commit log already hides are deleted, so re-running sees the same answer).
+        except (duckdb.Error, OSError) as exc:
+            # A lifecycle clean-up deleted a file this query had globbed or listed (only
+            # files the commit log already hides are deleted, so re-running sees the same
+            # answer; an object-store listing is made again first).
             if attempt == _VANISHED_RETRIES or not _vanished(exc):
                 raise
             time.sleep(min(0.01 * (attempt + 1), 0.1))
+            if id(con) in _remote:
+                refresh_sources(con, force=True)
             continue
         # DuckDB lists the files when it binds the query and reads the commit log while
         # it runs: a transaction that wrote its outputs before the listing and committed
@@ -533,7 +573,15 @@ _lifecycle_stores: dict[int, Store] = {}
 
 def _vanished(exc: BaseException) -> bool:
     text = str(exc)
-    return "No such file" in text or "No files found" in text or "Cannot open file" in text
+    return (
+        "No such file" in text
+        or "No files found" in text
+        or "Cannot open file" in text
+        # An object a registered dataset listed is gone (S3 answers 404 NoSuchKey; some
+        # servers, moto among them, make pyarrow report it as a failed GetObject).
+        or txnlog.object_vanished(exc)
+        or "during GetObject operation" in text
+    )
 
 
 def query(

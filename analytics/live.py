@@ -39,6 +39,9 @@ from ledger.analytics.engine import (
     quote_literal,
     source_globs,
 )
+from ledger.analytics.engine import (
+    cursor as engine_cursor,
+)
 
 from ledger import events, txnlog
 from ledger.store import Store, open_store
@@ -291,11 +294,18 @@ class LiveStore:
         self._background = True
         threading.Thread(target=loop, name="ledger-live-refresh", daemon=True).start()
 
-    def cursor(self) -> LiveCursor:
+    def cursor(self) -> LiveCursor | duckdb.DuckDBPyConnection:
         """A fresh connection to the shared database (after a refresh when due, unless a
         background thread keeps it fresh)."""
         if not self._background:
             self.refresh()
+        if not self.mirrored:
+            # Over an object store the events_<kind> views read datasets registered on
+            # the connection, which a plain DuckDB cursor does not share, and the engine
+            # re-lists them per query by the connection's identity: hand out the
+            # engine's own cursor, unwrapped (no files are listed here to scope).
+            with self._lock:
+                return engine_cursor(self.db)
         with self._lock:
             cur = self.db.cursor()
         cur.execute("SET TimeZone = 'UTC'")

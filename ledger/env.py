@@ -33,3 +33,6 @@ LISTING_TTL = "LEDGER_LISTING_TTL"
 """Seconds a connection may reuse an object-store listing (default 0: re-list per query)."""
 INCLUDE_ARCHIVED = "LEDGER_INCLUDE_ARCHIVED"
 """Set to ``1`` to make every query read the archive tier too (as ``--include-archived``)."""
+
+LEASE_TTL = "LEDGER_LEASE_TTL"
+"""Seconds an object-store lifecycle lease outlives its last renewal (default 30s)."""

@@ -19,6 +19,10 @@ class StoreError(LedgerError):
     """The store cannot be read or written (missing, unwritable, corrupt)."""
 
 
+class LeaseLostError(StoreError):
+    """This process no longer holds an object store's lifecycle lease (see ledger.lease)."""
+
+
 class InvalidKeyError(LedgerError, ValueError):
     """A metric, param or tag key is empty, too long or not a string."""
 

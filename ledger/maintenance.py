@@ -30,6 +30,7 @@ from ledger.errors import (
     RunStateError,
     StoreError,
 )
+from ledger.ids import new_id
 from ledger.store import Store, open_store
 from ledger.txnlog import ARCHIVE, HOT, FileEntry, Transaction
 
@@ -604,8 +605,10 @@ def settle(
     """
     store_obj = open_store(store)
     grace_s, _ = _grace(store_obj, grace)
-    if grace_s > 0:
-        time.sleep(grace_s + 0.05)
+    # Object stores date objects to the second: ages there get one more second.
+    wait = grace_s + (0.0 if store_obj.is_local else 1.0)
+    if wait > 0:
+        time.sleep(wait + 0.05)
     return collect_garbage(store_obj, grace=grace_s)
 
 
@@ -629,6 +632,18 @@ def _check_writable(location: str) -> None:
         StoreError: the target is not a directory or cannot be written.
     """
     if "://" in location and not location.startswith("file://"):
+        # An object store: PUT and delete a probe object (a missing bucket, wrong
+        # endpoint or read-only credentials all fail here, before anything moves).
+        try:
+            target = open_store(location)
+            probe = target.path(txnlog.LIFECYCLE_DIR, f".probe.{new_id()}.tmp")
+            with target.fs.open_output_stream(probe) as sink:
+                sink.write(b"ok")
+            target.fs.delete_file(probe)
+        except (OSError, LedgerError) as exc:
+            raise StoreError(
+                f"Archive target {location} is not writable ({exc}); nothing was moved"
+            ) from exc
         return
     path = location[len("file://") :] if location.startswith("file://") else location
     if os.path.exists(path) and not os.path.isdir(path):

@@ -45,6 +45,8 @@ from ledger.objectstore import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     import pyarrow as pa
     import pyarrow.dataset as pads
     import pyarrow.fs as pafs
@@ -555,11 +557,15 @@ class Store:
             self.fs.copy_file(source, destination)
 
 
-def kind_dataset(fs: pafs.FileSystem, kind_dir: str, kind: str) -> pads.Dataset:
+def kind_dataset(
+    fs: pafs.FileSystem, kind_dir: str, kind: str, exclude: Collection[str] = ()
+) -> pads.Dataset:
     """A pyarrow dataset over the complete files under one ``events/<kind>`` directory.
 
     Discovery lists the directory once (recursively) and skips ``.``/``_`` names, so
     in-progress temp files never show; the dataset is a snapshot of that listing.
+    ``exclude`` holds paths (as ``fs`` lists them) to leave out: the files the lifecycle
+    commit log hides (:mod:`ledger.txnlog`).
     """
     import pyarrow as pa
     import pyarrow.dataset as pads
@@ -579,6 +585,7 @@ def kind_dataset(fs: pafs.FileSystem, kind_dir: str, kind: str) -> pads.Dataset:
         if info.type == pafs.FileType.File
         and info.base_name.endswith(".parquet")
         and not info.base_name.startswith((".", "_"))
+        and info.path not in exclude
     ]
     return pads.FileSystemDatasetFactory(
         fs,

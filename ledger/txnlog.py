@@ -20,8 +20,13 @@ record. A SIGKILL at any instant therefore leaves a store that answers exactly a
 or exactly as after, and the next operation finishes the clean-up.
 
 Paths in records are relative to their tier's root (``events/<kind>/project=.../x.parquet``)
-so a store can be moved. One maintenance operation runs at a time per store (a
-``flock``-ed lock file, released by the kernel when its holder dies).
+so a store can be moved. One maintenance operation runs at a time per store: a
+``flock``-ed lock file on a file system (released by the kernel when its holder dies),
+the lease object of :mod:`ledger.lease` on an object store (conditional PUTs, fenced
+before every commit record and every garbage-collection pass).
+
+On an object store every step above is one PUT of a new, uniquely named object, which S3
+makes visible atomically and never half-written; there is no rename, and none is needed.
 """
 
 from __future__ import annotations
@@ -71,6 +76,11 @@ def log_version(store: Store) -> tuple[str, ...]:
     commits or is cleaned up. Readers compare it before and after a query (see
     ``analytics.engine``): a query's file listing and its reading of the log happen at
     different instants, so one that straddled a log change is run again."""
+    if not store.is_local:
+        import pyarrow.fs as pafs
+
+        selector = pafs.FileSelector(txn_dir(store), allow_not_found=True)
+        return tuple(sorted(info.base_name for info in store.fs.get_file_info(selector)))
     try:
         return tuple(sorted(os.listdir(txn_dir(store))))
     except FileNotFoundError:
@@ -107,15 +117,31 @@ def archive_location(store: Store, to: str | None = None) -> str:
     if location is None:
         location = store.read_config().get("archive", {}).get("path")
     if location is None:
-        return store.path(ARCHIVE)
+        return store.path(ARCHIVE) if store.is_local else f"{store.uri}/{ARCHIVE}"
     location = str(location)
-    if "://" in location or os.path.isabs(os.path.expanduser(location)) or not store.is_local:
+    if "://" in location or os.path.isabs(os.path.expanduser(location)):
         return location
+    if not store.is_local:  # relative to the store's prefix, in its bucket
+        return f"{store.uri}/{location.strip('/')}"
     return os.path.normpath(store.path(location))
+
+
+_tier_memos: dict[int, dict[str, Store | None]] = {}
+"""id(store) -> its archive tier, kept while this process holds the store's maintenance
+lock (only the holder changes ``tiers.json``; on an object store each read is a GET)."""
 
 
 def registered_archive(store: Store) -> Store | None:
     """The archive tier that holds data of ``store`` (None when nothing was archived)."""
+    memo = _tier_memos.get(id(store))
+    if memo is not None:
+        if ARCHIVE not in memo:
+            memo[ARCHIVE] = _registered_archive(store)
+        return memo[ARCHIVE]
+    return _registered_archive(store)
+
+
+def _registered_archive(store: Store) -> Store | None:
     import json
 
     registry = _read_text(store, store.path(LIFECYCLE_DIR, TIERS_FILE))
@@ -144,6 +170,7 @@ def register_archive(store: Store, location: str) -> None:
                 f"(ledger restore --all) before archiving to {location}"
             )
     _write_text(store, store.path(LIFECYCLE_DIR, TIERS_FILE), json.dumps({ARCHIVE: location}))
+    _tier_memos.get(id(store), {}).pop(ARCHIVE, None)
 
 
 def _same_location(a: str, b: str) -> bool:
@@ -246,6 +273,8 @@ class LogState:
     pending: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     commits: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     mtimes: dict[tuple[str, str], float] = field(default_factory=dict)
+    version: tuple[str, ...] = ()
+    """The record names read (:func:`log_version` at the instant of the listing)."""
 
     def hidden(self) -> set[tuple[str, str]]:
         """(tier, relative path) of every file readers must not see right now."""
@@ -258,14 +287,24 @@ class LogState:
         return out
 
 
-def read_log(store: Store) -> LogState:
-    """Every record of the commit log (pending and committed transactions)."""
+def read_log(store: Store, cache: dict[str, list[dict[str, str]]] | None = None) -> LogState:
+    """Every record of the commit log (pending and committed transactions).
+
+    ``cache`` (record name -> rows) spares re-reading records across calls: a record is
+    never rewritten, only created and deleted (object-store readers list the log before
+    every query, and each GET is a round trip).
+    """
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
     state = LogState()
     selector = pafs.FileSelector(txn_dir(store), allow_not_found=True)
-    for info in store.fs.get_file_info(selector):
+    infos = store.fs.get_file_info(selector)
+    state.version = tuple(sorted(info.base_name for info in infos))
+    if cache is not None:
+        for gone in set(cache) - set(state.version):
+            cache.pop(gone, None)
+    for info in infos:
         name = info.base_name
         if info.type != pafs.FileType.File or not name.endswith(".parquet"):
             continue
@@ -273,15 +312,38 @@ def read_log(store: Store) -> LogState:
             continue
         txn, _, rest = name.partition(".")
         state_name = rest[: -len(".parquet")]
-        try:
-            with store.fs.open_input_file(info.path) as handle:
-                rows = pq.read_table(handle).to_pylist()
-        except FileNotFoundError:  # removed by a concurrent clean-up: nothing to hide
-            continue
+        rows = cache.get(name) if cache is not None else None
+        if rows is None:
+            try:
+                with store.fs.open_input_file(info.path) as handle:
+                    rows = pq.read_table(handle).to_pylist()
+            except OSError as exc:
+                # Removed by a concurrent clean-up: nothing to hide.
+                if object_vanished(exc):
+                    continue
+                raise
+            if cache is not None:
+                cache[name] = rows
         target = state.commits if state_name == "commit" else state.pending
         target[txn] = rows
         state.mtimes[(txn, state_name)] = info.mtime.timestamp() if info.mtime else 0.0
     return state
+
+
+_VANISHED_MARKERS = ("NO_SUCH_KEY", "NoSuchKey", "RESOURCE_NOT_FOUND", "Path does not exist")
+
+
+def object_vanished(exc: BaseException) -> bool:
+    """True when ``exc`` says a file or object that was just listed is gone.
+
+    On S3 an object can go between pyarrow's HEAD and its GET, which pyarrow reports as
+    a plain ``OSError`` ("AWS Error NO_SUCH_KEY" or "RESOURCE_NOT_FOUND" during
+    GetObject), not a ``FileNotFoundError``.
+    """
+    if isinstance(exc, FileNotFoundError):
+        return True
+    text = str(exc)
+    return any(marker in text for marker in _VANISHED_MARKERS)
 
 
 def quote_literal(text: str) -> str:
@@ -418,6 +480,11 @@ class Transaction:
             written += out.size
             if hook:
                 hook("output")
+        # The commit point. On an object store, prove the lease is still ours first
+        # (a stalled maintainer whose lease was taken over must not commit).
+        from ledger.lease import fence
+
+        fence(self.store)
         self.store.write_parquet(
             directory, f"{self.id}.commit.parquet", self._records("commit", True)
         )
@@ -433,15 +500,19 @@ class Transaction:
 def maintenance_lock(store: Store, timeout: float = 60.0) -> Iterator[None]:
     """One lifecycle operation at a time per store (released by the kernel on SIGKILL).
 
+    On an object store this is the lease of :mod:`ledger.lease` (conditional PUTs; it
+    expires ``lease_ttl`` after its holder stops renewing, e.g. when killed).
+
     Raises:
         StoreError: another operation holds the lock for longer than ``timeout``, or the
-            store is not on a local/shared file system.
+            store cannot be written.
     """
     if not store.is_local:
-        raise StoreError(
-            f"Lifecycle operations need a file-system store root; {store.uri} is an object "
-            "store (run them on a machine that mounts it, or see the remote-store docs)"
-        )
+        from ledger.lease import object_lease
+
+        with object_lease(store, timeout), _memo_tiers(store):
+            yield
+        return
     import fcntl
 
     directory = store.path(LIFECYCLE_DIR)
@@ -463,9 +534,22 @@ def maintenance_lock(store: Store, timeout: float = 60.0) -> Iterator[None]:
                         f"running on {store.uri}; try again when it ends"
                     ) from None
                 time.sleep(0.05)
-        yield
+        with _memo_tiers(store):
+            yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _memo_tiers(store: Store) -> Iterator[None]:
+    if id(store) in _tier_memos:  # re-entered
+        yield
+        return
+    _tier_memos[id(store)] = {}
+    try:
+        yield
+    finally:
+        _tier_memos.pop(id(store), None)
 
 
 @dataclass
@@ -483,14 +567,25 @@ def collect_garbage(
     """Finish or roll back old transactions and sweep stale temp files (lock held).
 
     Records younger than ``grace`` seconds are left alone, so a query that globbed the
-    files before the commit can still read them.
+    files before the commit can still read them. On an object store, ages are measured
+    on the store's clock (objects' LastModified has one-second resolution: one more
+    second of grace) and the lease is fenced before anything is deleted.
     """
-    now = time.time() if now is None else now
+    from ledger.lease import fence, held_lease
+
+    lease = held_lease(store) if not store.is_local else None
+    if now is None:
+        now = time.time() if lease is None else lease.server_time() - 1.0
     report = GcReport()
+    stalled: list[str] = []
+    fence(store)
     log = read_log(store)
     tiers: dict[str, Store] = {}
 
     def delete_one(target: Store, rel: str) -> int:
+        if lease is not None and not lease.valid(margin=lease.ttl / 3):
+            stalled.append(rel)  # stop deleting (the next holder finishes, idempotently)
+            return -1
         path = target.path(*rel.split("/"))
         try:
             size = target.fs.get_file_info(path).size or 0
@@ -520,11 +615,18 @@ def collect_garbage(
                     report.files_deleted += 1
                     report.bytes_freed += size
 
+    def still_ours() -> bool:
+        # A record may only go once every file it hides is gone: a maintainer that
+        # stalled past its lease stops here and leaves the rest to the next holder.
+        return not stalled and (lease is None or lease.valid(margin=lease.ttl / 3))
+
     directory = txn_dir(store)
     for txn, rows in sorted(log.commits.items()):
         if now - log.mtimes[(txn, "commit")] < grace:
             continue
         delete([row for row in rows if row["role"] == "input"])
+        if not still_ours():
+            return report
         _delete_quiet(store, f"{directory}/{txn}.pending.parquet")
         _delete_quiet(store, f"{directory}/{txn}.commit.parquet")
         report.transactions_finished += 1
@@ -532,6 +634,8 @@ def collect_garbage(
         if txn in log.commits or now - log.mtimes[(txn, "pending")] < grace:
             continue
         delete(rows)
+        if not still_ours():
+            return report
         _delete_quiet(store, f"{directory}/{txn}.pending.parquet")
         report.transactions_rolled_back += 1
     report.temp_files_swept = sweep_temp_files(store, older_than=temp_age, now=now)

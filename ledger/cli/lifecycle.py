@@ -153,6 +153,7 @@ def archive_cmd(
     \b
     ledger archive --older-than 90d --dry-run
     ledger archive --older-than 90d --status failed --keep-tag paper --to /mnt/cold/ledger
+    ledger archive --older-than 90d --store s3://team-bucket/ledger --to s3://team-archive/ledger
     """
     from ledger.maintenance import archive
 
