@@ -567,7 +567,8 @@ class SqlReader(Reader):
                     "value": pa.array(values, pa.float64()),
                     "step": pa.array(steps, pa.int64()),
                     "timestamp": pa.array(stamps, pa.int64()),
-                    "is_nan": pa.array(nans, pa.int64()),
+                    # an integer in sqlite, a boolean in PostgreSQL/MySQL
+                    "is_nan": pa.array([1 if nan else 0 for nan in nans], pa.int64()),
                 }
             )
         if table.num_rows == 0:
