@@ -371,6 +371,27 @@ def test_cli_import(mlflow_stores, store_path):
     assert "Traceback" not in result.output
     result = runner.invoke(cli, ["import", "mlflow", "-u", "/does/not/exist", "-s", store_path])
     assert result.exit_code == 1 and "No MLflow file store" in result.output
+    # MLflow's run ids are the ledger's: `ledger diff` takes them as they are.
+    con = sqlite3.connect(mlflow_stores["sqlite"][len("sqlite:///") :])
+    ids = dict(con.execute("SELECT name, run_uuid FROM runs"))
+    con.close()
+    result = runner.invoke(
+        cli, ["diff", ids["child-0"], ids["child-1"], "-s", store_path, "--format", "csv"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "fold" in result.output  # the param that differs
+
+
+def test_progress_is_reported(mlflow_stores, tmp_path):
+    calls: list[tuple[int, int]] = []
+    summary = import_runs(
+        mlflow_stores["sqlite"],
+        str(tmp_path / "store"),
+        artifacts="skip",
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    assert calls[0] == (0, summary.runs) and calls[-1] == (summary.runs, summary.runs)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
 
 # -- through a real tracking server (REST) ---------------------------------------------
