@@ -374,6 +374,7 @@ class SqlReader(Reader):
         self.source = uri
         self._selection: tuple[str, list[Any]] | None = None
         self._whole_table = False
+        self._total_runs = 0
         self._adbc: bool | None = None
         if uri.startswith("sqlite:"):
             path = uri[len("sqlite:") :].lstrip("/") if uri.startswith("sqlite:////") else None
@@ -449,8 +450,8 @@ class SqlReader(Reader):
         columns += ", deleted_time" if has_deleted_time else ", NULL"
         rows = self._query(f"SELECT {columns} FROM runs WHERE {where} ORDER BY run_uuid", params)
         self._selection = (where, list(params))
-        total = self._query("SELECT count(*) FROM runs")[0][0]
-        self._whole_table = total == len(rows)
+        self._total_runs = self._query("SELECT count(*) FROM runs")[0][0]
+        self._whole_table = self._total_runs == len(rows)
         records = {
             r[0]: RunRecord(
                 run_id=r[0],
@@ -529,8 +530,8 @@ class SqlReader(Reader):
         if self._engine is not None or self._selection is None or not runs:
             return None
         top = self._max_rowid()
-        if top > self.PREFETCH_ROWS:
-            return None
+        if top > self.PREFETCH_ROWS or len(runs) * 10 < self._total_runs:
+            return None  # too big, or a small part (--since): the index is cheaper
         where, params = self._selection
         if self._whole_table:  # every run is selected: a plain sequential scan
             return self._metric_rows("true", [], top), {}

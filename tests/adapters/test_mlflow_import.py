@@ -199,7 +199,9 @@ FIELDS = (
 )
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "sqlite-stdlib", "sqlite-parallel", "file"])
+@pytest.mark.parametrize(
+    "kind", ["sqlite", "sqlite-stdlib", "sqlite-parallel", "sqlite-indexed", "file"]
+)
 def test_import_matches_what_mlflow_reads(mlflow_stores, store_path, kind, monkeypatch):
     if kind == "sqlite-stdlib":  # without the optional ADBC driver: the sqlite3 path
         from ledger.adapters.mlflow_import import SqlReader
@@ -210,6 +212,11 @@ def test_import_matches_what_mlflow_reads(mlflow_stores, store_path, kind, monke
         from ledger.adapters.mlflow_import import SqlReader
 
         monkeypatch.setattr(SqlReader, "PARALLEL_ROWS", 1)
+        kind = "sqlite"
+    elif kind == "sqlite-indexed":  # chunk by chunk through the index, as for huge stores
+        from ledger.adapters.mlflow_import import SqlReader
+
+        monkeypatch.setattr(SqlReader, "PREFETCH_ROWS", -1)
         kind = "sqlite"
     uri = mlflow_stores[kind]
     summary = import_runs(uri, store_path, include_deleted=True)
