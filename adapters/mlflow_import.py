@@ -1559,16 +1559,18 @@ class _Points:
         unique = pc.unique(table.column("key")).to_pylist() if table.num_rows else []
         self.keys = pa.array(sorted(unique), pa.string())
         if table.num_rows:
-            self._run = np.asarray(rank.to_numpy(), dtype=np.int64)
+            # int32 codes (what index_in gives): half the memory traffic of int64
+            self._run = np.asarray(rank.to_numpy(), dtype=np.int32)
             key = pc.index_in(table.column("key"), value_set=self.keys).to_numpy()
-            self._key = np.asarray(key, dtype=np.int64)
+            self._key = np.asarray(key, dtype=np.int32)
             self._step = np.asarray(table.column("step").to_numpy(), dtype=np.int64)
             self._stamp = np.asarray(table.column("timestamp").to_numpy(), dtype=np.int64)
             self._value = np.asarray(table.column("value").to_numpy(), dtype=np.float64)
         else:
-            self._run = self._key = self._step = self._stamp = np.zeros(0, np.int64)
+            self._run = self._key = np.zeros(0, np.int32)
+            self._step = self._stamp = np.zeros(0, np.int64)
             self._value = np.zeros(0, np.float64)
-        self._group = self._run * max(len(self.keys), 1) + self._key
+        self._group = self._run.astype(np.int64) * max(len(self.keys), 1) + self._key
         self._order = np.argsort(self._group, kind="stable")
         self.counts = np.bincount(self._run, minlength=n_runs)
         self.starts = np.zeros(n_runs + 1, np.int64)
