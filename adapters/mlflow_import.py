@@ -1832,6 +1832,7 @@ def _import_chunks(
             else [_static(chunk, broken, reader, experiments, project) for chunk in chunks]
         )
         result = bulk.result() if bulk is not None else None
+        bulk = None  # the future holds the scanned table too: let it go after _Points
         points: _Points | None = None
         if result is not None:
             table, unreadable = result
