@@ -349,3 +349,16 @@ def test_install_serves_libraries_that_import_mlflow(store_path, tmp_path):
     assert runs.rows() == [("optuna-study", 3, 3)]
     scores = query("SELECT count(*) FROM latest_metrics WHERE key = 'score'", store_path)
     assert scores.item() == 3
+
+
+def test_experiment_id_from_the_environment(store_path, monkeypatch):
+    experiment_id = mlflow.set_experiment("by-id").experiment_id
+    with mlflow.start_run(run_name="first"):
+        pass
+    monkeypatch.setattr(mlflow_compat, "_tracking", mlflow_compat._Tracking())
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
+    with mlflow.start_run(run_name="second") as run:
+        mlflow.log_param("p", 1)
+    assert run.info.experiment_id == experiment_id
+    frame = query("SELECT name, experiment FROM runs ORDER BY name", store_path)
+    assert frame.rows() == [("first", "by-id"), ("second", "by-id")]

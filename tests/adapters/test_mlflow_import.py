@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -198,7 +199,9 @@ FIELDS = (
 )
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "sqlite-stdlib", "sqlite-parallel", "file"])
+@pytest.mark.parametrize(
+    "kind", ["sqlite", "sqlite-stdlib", "sqlite-parallel", "sqlite-indexed", "file"]
+)
 def test_import_matches_what_mlflow_reads(mlflow_stores, store_path, kind, monkeypatch):
     if kind == "sqlite-stdlib":  # without the optional ADBC driver: the sqlite3 path
         from ledger.adapters.mlflow_import import SqlReader
@@ -209,6 +212,11 @@ def test_import_matches_what_mlflow_reads(mlflow_stores, store_path, kind, monke
         from ledger.adapters.mlflow_import import SqlReader
 
         monkeypatch.setattr(SqlReader, "PARALLEL_ROWS", 1)
+        kind = "sqlite"
+    elif kind == "sqlite-indexed":  # chunk by chunk through the index, as for huge stores
+        from ledger.adapters.mlflow_import import SqlReader
+
+        monkeypatch.setattr(SqlReader, "PREFETCH_ROWS", -1)
         kind = "sqlite"
     uri = mlflow_stores[kind]
     summary = import_runs(uri, store_path, include_deleted=True)
@@ -370,6 +378,27 @@ def test_cli_import(mlflow_stores, store_path):
     assert "Traceback" not in result.output
     result = runner.invoke(cli, ["import", "mlflow", "-u", "/does/not/exist", "-s", store_path])
     assert result.exit_code == 1 and "No MLflow file store" in result.output
+    # MLflow's run ids are the ledger's: `ledger diff` takes them as they are.
+    con = sqlite3.connect(mlflow_stores["sqlite"][len("sqlite:///") :])
+    ids = dict(con.execute("SELECT name, run_uuid FROM runs"))
+    con.close()
+    result = runner.invoke(
+        cli, ["diff", ids["child-0"], ids["child-1"], "-s", store_path, "--format", "csv"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "fold" in result.output  # the param that differs
+
+
+def test_progress_is_reported(mlflow_stores, tmp_path):
+    calls: list[tuple[int, int]] = []
+    summary = import_runs(
+        mlflow_stores["sqlite"],
+        str(tmp_path / "store"),
+        artifacts="skip",
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    assert calls[0] == (0, summary.runs) and calls[-1] == (summary.runs, summary.runs)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
 
 # -- through a real tracking server (REST) ---------------------------------------------
@@ -458,3 +487,107 @@ def test_cli_help_and_readme():
         readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
         assert option in readme.split("## Coming from MLflow")[1]
     assert "ledger import mlflow --tracking-uri sqlite:///mlflow.db" in result.output
+
+
+# -- any SQLAlchemy URI: MLflow's SQL store in a real PostgreSQL server -------------------
+
+PG_BIN = next(
+    (
+        os.path.dirname(path)
+        for path in (
+            shutil.which("initdb"),
+            *sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True),
+        )
+        if path
+    ),
+    None,
+)
+
+
+def _as_server_user(command: list[str]) -> list[str]:
+    # PostgreSQL refuses to run as root; CI runs as a normal user.
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *command]
+    return command
+
+
+@pytest.fixture
+def postgres_uri():
+    pytest.importorskip("psycopg")
+    if PG_BIN is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    folder = tempfile.mkdtemp(prefix="ledger-pg-")
+    os.chmod(folder, 0o755)
+    data = os.path.join(folder, "data")
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+    port = _free_port()
+    run = dict(check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=120)
+    subprocess.run(
+        _as_server_user([f"{PG_BIN}/initdb", "-D", data, "-U", "postgres", "-A", "trust"]), **run
+    )
+    subprocess.run(
+        _as_server_user(
+            [
+                f"{PG_BIN}/pg_ctl",
+                "-D",
+                data,
+                "-w",
+                "-l",
+                os.path.join(folder, "log"),
+                "-o",
+                f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ]
+        ),
+        **run,
+    )
+    try:
+        import psycopg
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                con = psycopg.connect(host="127.0.0.1", port=port, user="postgres", autocommit=True)
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        con.execute("CREATE DATABASE mlflow")
+        con.close()
+        yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run(
+            _as_server_user([f"{PG_BIN}/pg_ctl", "-D", data, "-m", "immediate", "stop"]),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            timeout=60,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_postgresql_store_imports_what_mlflow_reads(postgres_uri, tmp_path):
+    env = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="false")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    built = subprocess.run(
+        [sys.executable, str(HERE / "mlflow_stores.py"), postgres_uri, str(tmp_path / "files")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stdout.decode(errors="replace")[-3000:]
+    store = str(tmp_path / "store")
+    summary = import_runs(postgres_uri, store, include_deleted=True)
+    assert summary.errors == []
+    expected, got = mlflow_view(postgres_uri), ledger_view(store)
+    assert set(got) == set(expected)
+    for run_id, want in expected.items():
+        for name in FIELDS:
+            if name == "end" and want["status"] == "RUNNING":
+                continue
+            assert got[run_id][name] == want[name], (run_id, want["name"], name)
+    again = import_runs(postgres_uri, store, include_deleted=True)
+    assert (again.new_runs, again.updated_runs) == (0, 0)
