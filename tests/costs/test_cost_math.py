@@ -233,7 +233,7 @@ def test_power_paid_adds_energy_and_catalog_emissions(store, store_path):
     assert row["emissions_kg"] == pytest.approx(1.0)  # region intensity wins
     assert row["emissions_source"] == "catalog:lab"
     row = run_cost(store, other)
-    assert row["energy_usd"] == pytest.approx(2 * 0.127)  # default electricity rate
+    assert row["energy_usd"] == pytest.approx(2 * 0.13)  # shipped default electricity rate
     assert row["emissions_kg"] == pytest.approx(2 * 0.475)
     assert row["emissions_source"] == "catalog:default"
 
