@@ -409,3 +409,20 @@ def test_processes_of_one_run_count_machines_once(store):
     assert row["cpu_cores"] == 16 and row["gpu_count"] == 2
     assert row["energy_kwh"] == pytest.approx(3.5)
     assert row["cost_usd"] == pytest.approx(16 * CORE + 2 * 0.526)
+
+
+def test_run_cost_days_view_splits_a_run_by_its_share_of_each_day(store):
+    start = dt.datetime(2025, 1, 1, 18, 0, tzinfo=UTC)
+    long_run = make_run(store, start=start, end=start + dt.timedelta(hours=36), cores=1)
+    short_run = make_run(store, start=start, end=start + dt.timedelta(hours=1), cores=1)
+    frame = ledger.query(
+        "SELECT run_id, day, day_fraction, piece_start, piece_end FROM run_cost_days "
+        "ORDER BY run_id, day",
+        store,
+    )
+    long_rows = frame.filter(frame["run_id"] == long_run)
+    assert [str(d) for d in long_rows["day"]] == ["2025-01-01", "2025-01-02", "2025-01-03"]
+    assert long_rows["day_fraction"].to_list() == pytest.approx([6 / 36, 24 / 36, 6 / 36])
+    short_rows = frame.filter(frame["run_id"] == short_run)
+    assert short_rows["day_fraction"].to_list() == [1.0]
+    assert short_rows["piece_end"][0] - short_rows["piece_start"][0] == dt.timedelta(hours=1)
