@@ -82,7 +82,11 @@ hosts AS (
             CASE WHEN has_energy THEN coalesce(energy_kwh, -1.0) END AS e_rank
         FROM parsed
     )
-    GROUP BY run_id, coalesce(a.host, j.host, '')
+    -- The host of a process is the one its resources event names (every sampling
+    -- process writes one per run); a process without one counts as a machine of its own.
+    -- Not the energy document's host: then a report that does not show energy coverage
+    -- never has to keep and parse the energy documents at all.
+    GROUP BY run_id, coalesce(a.host, 'writer:' || writer_id)
 ),
 costed AS (
     SELECT
