@@ -185,33 +185,48 @@ def main() -> int:
     start_off, start_on = start_cost(False, store), start_cost(True, store)
     load_after = os.getloadavg()
     sampled_wall = sum(on)
-    print(
-        f"machine: {os.cpu_count()} CPUs; load average (1, 5, 15 min) "
-        f"{' '.join(f'{x:.2f}' for x in load_before)} before, "
-        f"{' '.join(f'{x:.2f}' for x in load_after)} after"
-    )
-    print(
-        f"work per run: {steps} steps, ~{seconds:.1f} s of CPU time; {pairs} pairs "
-        f"(order alternating AB/BA); interval {args.interval} s"
-    )
-    print(f"sampling off: median {statistics.median(off):.3f} s")
-    print(f"sampling on:  median {statistics.median(on):.3f} s")
-    print(describe("paired wall-time difference (on - off) / off", wall_diffs))
-    print(describe("paired process-CPU difference (on - off) / off", cpu_diffs))
     per_sample_thread_ms = sampler_cpu / samples * 1000 if samples else float("nan")
+    thread_share = sampler_cpu / sampled_wall * 100
+
+    def interval(diffs: list[float]) -> str:
+        low, high = bootstrap(diffs, statistics.median)
+        return f"{statistics.median(diffs):+.2f}% [{low:+.2f}%, {high:+.2f}%]"
+
+    print(f"### Resource sampler overhead (interval {args.interval:g} s, target < 1%)")
+    print()
+    print("| measure | value |")
+    print("|---|---:|")
+    print(f"| sampler thread CPU per sample | {per_sample_thread_ms:.3f} ms |")
+    print(f"| sampler thread CPU / sampled wall time (direct) | {thread_share:.3f}% |")
+    print(f"| paired wall-time difference, median [95% CI] | {interval(wall_diffs)} |")
+    print(f"| paired process-CPU difference, median [95% CI] | {interval(cpu_diffs)} |")
+    print(f"| one sample in a tight loop | {per_sample_ms:.3f} ms |")
+    print(f"| start_run median, off / on | {start_off[0]:.0f} µs / {start_on[0]:.0f} µs |")
+    print()
     print(
-        f"sampler thread CPU time: {sampler_cpu * 1000:.1f} ms for {samples} samples over "
-        f"{sampled_wall:.1f} s of sampled work = {per_sample_thread_ms:.3f} ms per sample = "
-        f"{sampler_cpu / sampled_wall * 100:.3f}% of wall time (the direct measure; "
-        "target < 1%)"
+        f"- {os.cpu_count()} CPUs; load average (1, 5, 15 min) "
+        f"{' '.join(f'{x:.2f}' for x in load_before)} before, "
+        f"{' '.join(f'{x:.2f}' for x in load_after)} after."
     )
     print(
-        f"one sample in a tight loop: {per_sample_ms:.3f} ms "
-        f"(= {per_sample_ms / (args.interval * 1000) * 100:.3f}% of one core at this interval)"
+        f"- Work per run: {steps} steps, ~{seconds:.1f} s of CPU time; {pairs} pairs, "
+        "order alternating AB/BA; energy metering off in both arms; one BLAS thread."
     )
     print(
-        f"start_run: median {start_off[0]:.0f} µs (p95 {start_off[1]:.0f}) sampling off, "
-        f"{start_on[0]:.0f} µs (p95 {start_on[1]:.0f}) sampling on"
+        f"- Sampling off: median {statistics.median(off):.3f} s; on: median "
+        f"{statistics.median(on):.3f} s (wall)."
+    )
+    print(f"- {describe('Paired wall-time difference (on - off) / off', wall_diffs)}.")
+    print(f"- {describe('Paired process-CPU difference (on - off) / off', cpu_diffs)}.")
+    print(
+        f"- Sampler thread: {sampler_cpu * 1000:.1f} ms of CPU for {samples} samples over "
+        f"{sampled_wall:.1f} s of sampled work. It holds the GIL while it runs, so this is "
+        "what it can take from a single-threaded loop: the direct, load-independent measure."
+    )
+    print(
+        f"- start_run p95: {start_off[1]:.0f} µs off, {start_on[1]:.0f} µs on; one sample "
+        f"in a tight loop = {per_sample_ms / (args.interval * 1000) * 100:.3f}% of one core "
+        "at this interval."
     )
     return 0
 
