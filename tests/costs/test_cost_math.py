@@ -426,3 +426,30 @@ def test_run_cost_days_view_splits_a_run_by_its_share_of_each_day(store):
     short_rows = frame.filter(frame["run_id"] == short_run)
     assert short_rows["day_fraction"].to_list() == [1.0]
     assert short_rows["piece_end"][0] - short_rows["piece_start"][0] == dt.timedelta(hours=1)
+
+
+def test_dominance_ties_self_and_failed_rivals(store):
+    """Exactly the pairwise rule: b dominates a when b is finished, b's metric >= a's and
+    b's cost <= a's, one of them strictly; a run never dominates itself."""
+    hour = dt.timedelta(hours=1)
+
+    def run(name, cores, acc, status="finished"):
+        return make_run(
+            store, start=T0, end=T0 + hour, status=status, name=name, cores=cores,
+            experiment="tie", metrics={"acc": acc},
+        )  # fmt: skip
+
+    run("twin-a", 2, 0.8)  # same cost and metric as twin-b: neither dominates
+    run("twin-b", 2, 0.8)
+    run("same-cost-worse", 2, 0.7)  # same cost, lower metric: dominated
+    run("dearer-same", 3, 0.8)  # same metric, dearer: dominated
+    run("dearer-better", 4, 0.9)  # better metric: on the front
+    run("cheap-failed", 1, 0.95, status="failed")  # failed runs never dominate
+    run("lone-dearest", 5, 0.85)  # dominated by dearer-better (cheaper, better)
+    report = report_costs(store, by="experiment", metric="acc")
+    row = report.groups.filter(report.groups["group"] == "tie").row(0, named=True)
+    assert row["dominated_usd"] == pytest.approx((2 + 3 + 5) * CORE)
+    assert row["failed_usd"] == pytest.approx(1 * CORE)
+    front = report.front.filter(report.front["experiment"] == "tie")
+    assert sorted(front["name"].to_list()) in (["dearer-better", "twin-a"],
+                                               ["dearer-better", "twin-b"])  # fmt: skip
