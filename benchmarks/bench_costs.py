@@ -216,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "- Warm CPU time is user + system time of the call (all threads): on a shared, "
-        "loaded machine it is the steadier figure; on an idle 2-core machine the wall "
-        "time is about half of it."
+        "loaded machine it is the steadier figure; on a quiet 2-core machine the wall "
+        "time comes close to it (the hash aggregations do not keep both cores busy)."
     )
     print("- Target (issue 9): < 2 s on 2 cores, peak memory < 4 GB.")
     return 0
