@@ -96,7 +96,7 @@ def _group_expression(by: str) -> tuple[str, str, list[Any]]:
         table = "tags" if kind == "tag" else "params"
         return (
             "coalesce(g.value, '(none)')",
-            f"LEFT JOIN {table} g ON g.run_id = c.run_id AND g.key = ?",
+            f"LEFT JOIN (SELECT run_id, value FROM {table} WHERE key = ?) g ON g.run_id = c.run_id",
             [key],
         )
     raise InvalidValueError(
@@ -150,115 +150,228 @@ def report_costs(
     if stop <= start:
         raise InvalidValueError(f"--until ({stop:%Y-%m-%d %H:%M}) must be after --since")
     group_sql, join_sql, group_params = _group_expression(by)
+    window = (start, stop) if (start > _MIN_TS or stop < _MAX_TS) else None
     con = connect(store)
     try:
-        pieces = _pieces_sql(project)
-        piece_params: list[Any] = [stop, start, stop, start, start, stop]
-        if project is not None:
-            piece_params.append(project)
-        dominated_cte, dominated_params = _dominated_sql(metric, mode)
-        sums = ",\n".join(
-            f"sum(c.{name} * c.w) AS {name}"
-            if name != "cost_usd"
-            else "sum(c.cost_usd * c.w) AS cost_usd"
-            for name in _SUMS
+        per_run = None
+        if metric is not None:
+            # With a metric, the per-run figures feed three parts (groups, dominated
+            # runs, efficiency): fold them once, then query the folded frame.
+            per_run = _per_run_frame(con, metric, mode, project)
+            con.register("_report_runs", per_run.to_arrow())
+            base_sql, base_params = "SELECT * FROM _report_runs", []
+        else:
+            base_sql, base_params = _base_sql(project)
+        split = by in ("day", "week", "month")
+        pieces_sql, pieces_params = _pieces_sql(split, window)
+        sql, params = _groups_sql(
+            group_sql, join_sql, split, base_sql, pieces_sql, with_dominated=metric is not None
         )
-        sql = f"""
-            WITH pieces AS ({pieces}),
-            {dominated_cte},
-            c AS (
-                SELECT p.*, d.dominated FROM pieces p LEFT JOIN dominated d USING (run_id)
-            )
-            SELECT
-                {group_sql} AS "group",
-                count(DISTINCT c.run_id) AS runs,
-                {sums},
-                count(DISTINCT c.run_id) FILTER (WHERE c.cost_usd IS NULL) AS unknown_cost_runs,
-                coalesce(sum(c.cost_usd * c.w) FILTER (
-                    WHERE c.status IN ('failed', 'killed', 'stalled')), 0) AS failed_usd,
-                coalesce(sum(c.cost_usd * c.w) FILTER (
-                    WHERE c.dominated AND c.status NOT IN ('failed', 'killed', 'stalled')),
-                    0) AS dominated_usd
-            FROM c {join_sql}
-            WHERE c.w > 0
-            GROUP BY ALL
-            ORDER BY "group"
-        """
-        groups = fetch_frame(con, sql, [*piece_params, *dominated_params, *group_params])
-        counted = con.execute(
-            f"WITH pieces AS ({pieces}) SELECT count(DISTINCT run_id) FROM pieces WHERE w > 0",
-            piece_params,
-        ).fetchall()
-        groups = _with_totals(groups, metric is not None, counted[0][0] if counted else 0)
+        groups = fetch_frame(con, sql, [*base_params, *pieces_params, *group_params, *params])
+        groups = _with_totals(groups, metric is not None)
         report = CostReport(by=by, groups=groups, budget=budget)
         if budget is not None:
             report.groups, report.over_budget = _with_budget(groups, budget)
-        if metric is not None:
-            report.efficiency, report.front = _efficiency(con, metric, mode, project, start, stop)
+        if per_run is not None and metric is not None:
+            in_window = _in_window(per_run, start, stop)
+            report.efficiency, report.front = _efficiency(in_window, mode)
             if plot is not None:
-                report.plot = _plot(
-                    report.front,
-                    _runs_for_plot(con, metric, mode, project, start, stop),
-                    metric,
-                    os.fspath(plot),
-                )
+                report.plot = _plot(report.front, in_window, metric, os.fspath(plot))
         return report
     finally:
         con.close()
 
 
-def _pieces_sql(project: str | None) -> str:
-    # w: the share of a run's totals inside the window (its wall time clipped to the
-    # window over its whole wall time); a zero-length run counts where it started.
-    where = "AND project = ?" if project is not None else ""
-    return f"""
-        SELECT *,
-            CASE WHEN duration_s > 0
-                 THEN greatest(epoch(least(piece_end, ?::TIMESTAMPTZ)
-                               - greatest(piece_start, ?::TIMESTAMPTZ)), 0) / duration_s
-                 ELSE CAST(start_time < ?::TIMESTAMPTZ AND start_time >= ?::TIMESTAMPTZ AS DOUBLE)
-            END AS w
-        FROM run_cost_days
-        WHERE piece_end >= ?::TIMESTAMPTZ AND piece_start < ?::TIMESTAMPTZ {where}
-    """
+# The columns of ``run_costs`` a report folds; everything else is left unread.
+_BASE_COLUMNS = (
+    'run_id, project, experiment, name, status, "user", start_time, duration_s, '
+    "wall_hours, core_hours, gpu_hours, energy_kwh, emissions_kg, cost_usd"
+)
 
 
-def _run_metric_sql(metric: str, mode: str) -> str:
-    best = "max_value" if mode == "max" else "min_value"
-    return f"(SELECT {best} FROM latest_metrics m WHERE m.run_id = r.run_id AND m.key = ?)"
-
-
-def _dominated_sql(metric: str | None, mode: str) -> tuple[str, list[Any]]:
-    if metric is None:
-        return "dominated AS (SELECT NULL::VARCHAR AS run_id, false AS dominated)", []
-    better = ">" if mode == "max" else "<"
-    better_eq = ">=" if mode == "max" else "<="
-    return (
-        f"""
-        scored AS (
-            SELECT r.run_id, r.project, r.experiment, r.status, r.cost_usd,
-                {_run_metric_sql(metric, mode)} AS metric
-            FROM run_costs r
-        ),
-        dominated AS (
-            SELECT a.run_id, true AS dominated
-            FROM scored a
-            WHERE a.metric IS NOT NULL AND NOT isnan(a.metric) AND a.cost_usd IS NOT NULL
-              AND EXISTS (
-                SELECT 1 FROM scored b
-                WHERE b.project = a.project AND b.experiment = a.experiment
-                  AND b.run_id <> a.run_id AND b.cost_usd IS NOT NULL
-                  AND b.status = 'finished'
-                  AND b.metric IS NOT NULL AND NOT isnan(b.metric)
-                  AND b.metric {better_eq} a.metric AND b.cost_usd <= a.cost_usd
-                  AND (b.metric {better} a.metric OR b.cost_usd < a.cost_usd)
-              )
-        )""",
-        [metric],
+def _base_sql(project: str | None) -> tuple[str, list[Any]]:
+    where = " WHERE project = ?" if project is not None else ""
+    return f"SELECT {_BASE_COLUMNS} FROM run_costs{where}", (
+        [project] if project is not None else []
     )
 
 
-def _with_totals(groups: pl.DataFrame, with_metric: bool, runs: int) -> pl.DataFrame:
+def _pieces_sql(split: bool, window: tuple[Any, Any] | None) -> tuple[str, list[Any]]:
+    """Each run as the pieces a report counts, with ``w``: the share of the run's totals
+    in the piece (its wall time inside the piece and the window over its whole wall
+    time; a zero-length run counts where it started).
+
+    Without ``--by day|week|month`` a run is one piece, and without a window its share
+    is 1 (nothing to compute); with them a run is split over the UTC days it spans."""
+    stop_time = "start_time + to_microseconds(CAST(duration_s * 1e6 AS BIGINT))"
+    if not split and window is None:
+        return "SELECT *, 1.0 AS w FROM base", []
+    lo, hi = ("?::TIMESTAMPTZ", "?::TIMESTAMPTZ") if window else ("NULL", "NULL")
+    if split:
+        spans = f"""
+            SELECT *, CAST(day AS DATE) AS day,
+                greatest(start_time, day) AS piece_start,
+                least(stop_time, day + INTERVAL 1 DAY) AS piece_end
+            FROM (
+                SELECT *, unnest(
+                    CASE WHEN date_trunc('day', start_time) = date_trunc('day', stop_time)
+                         THEN [date_trunc('day', start_time)]
+                         ELSE generate_series(date_trunc('day', start_time),
+                                              date_trunc('day', stop_time), INTERVAL 1 DAY)
+                    END) AS day
+                FROM (SELECT *, {stop_time} AS stop_time FROM base)
+            )
+        """
+    else:
+        spans = f"""
+            SELECT *, start_time AS piece_start, stop_time AS piece_end
+            FROM (SELECT *, {stop_time} AS stop_time FROM base)
+        """
+    # least/greatest skip NULLs: with no window the piece itself bounds the share.
+    sql = f"""
+        SELECT *,
+            CASE WHEN duration_s > 0
+                 THEN greatest(epoch(least(piece_end, {hi}) - greatest(piece_start, {lo})), 0)
+                      / duration_s
+                 ELSE CAST(piece_start = start_time
+                           AND coalesce(start_time < {hi}, true)
+                           AND coalesce(start_time >= {lo}, true) AS DOUBLE)
+            END AS w
+        FROM ({spans})
+    """
+    # In text order: the share (until, since), the zero-length case (until, since), the
+    # window filter (since, until).
+    lo_value, hi_value = window if window else (None, None)
+    params = [hi_value, lo_value, hi_value, lo_value] if window else []
+    if window is not None:
+        sql += f" WHERE piece_end >= {lo} AND piece_start < {hi}"
+        params += [lo_value, hi_value]
+    return sql, params
+
+
+def _groups_sql(
+    group_sql: str,
+    join_sql: str,
+    split: bool,
+    base_sql: str,
+    pieces_sql: str,
+    *,
+    with_dominated: bool,
+) -> tuple[str, list[Any]]:
+    """One row per group and the ``TOTAL`` (a grouping set: distinct runs, one pass)."""
+    # A run is one piece unless split over days: then count it once per group.
+    runs = "count(DISTINCT c.run_id)" if split else "count(*)"
+    sums = ",\n".join(f"sum(c.{name} * c.w) AS {name}" for name in _SUMS)
+    wasted = ", ".join(f"'{status}'" for status in WASTED_STATUSES)
+    dominated = (
+        f"""coalesce(sum(c.cost_usd * c.w) FILTER (
+                WHERE c.dominated AND c.status NOT IN ({wasted})), 0) AS dominated_usd"""
+        if with_dominated
+        else "0.0 AS dominated_usd"
+    )
+    unknown = (
+        "count(DISTINCT c.run_id) FILTER (WHERE c.cost_usd IS NULL)"
+        if split
+        else "count(*) FILTER (WHERE c.cost_usd IS NULL)"
+    )
+    sql = f"""
+        WITH base AS ({base_sql}),
+        c AS ({pieces_sql})
+        SELECT
+            CASE WHEN grouping(grp) = 1 THEN 'TOTAL' ELSE grp END AS "group",
+            {runs} AS runs,
+            {sums},
+            {unknown} AS unknown_cost_runs,
+            coalesce(sum(c.cost_usd * c.w) FILTER (WHERE c.status IN ({wasted})), 0)
+                AS failed_usd,
+            {dominated}
+        FROM (SELECT c.*, {group_sql} AS grp FROM c {join_sql} WHERE c.w > 0) c
+        GROUP BY GROUPING SETS ((grp), ())
+        ORDER BY grouping(grp), grp
+    """
+    return sql, []
+
+
+def _per_run_frame(con: Any, metric: str, mode: str, project: str | None) -> pl.DataFrame:
+    """Each run's report figures with its best ``metric`` and whether it is dominated.
+
+    A run is dominated when a finished run of the same experiment reached at least as
+    good a metric for at most its cost, better in one of the two. Found with two
+    running maxima over the experiment's runs ordered by cost (the best finished
+    metric among strictly cheaper runs, and among runs as cheap or cheaper but itself):
+    O(n log n), not the O(n^2) pairwise comparison.
+
+    Raises:
+        InvalidValueError: no run ever logged ``metric``.
+    """
+    base_sql, base_params = _base_sql(project)
+    best = "max" if mode == "max" else "min"
+    sign = 1.0 if mode == "max" else -1.0
+    where_project = " AND project = ?" if project is not None else ""
+    frame = fetch_frame(
+        con,
+        f"""
+        WITH base AS ({base_sql}),
+        best AS (
+            SELECT run_id, {best}(value) FILTER (WHERE NOT isnan(value)) AS metric
+            FROM metrics WHERE key = ?{where_project}
+            GROUP BY run_id
+        ),
+        scored AS (
+            SELECT b.*, m.metric,
+                CASE WHEN m.metric IS NOT NULL AND b.cost_usd IS NOT NULL
+                     THEN m.metric * {sign} END AS v,
+                CASE WHEN b.status = 'finished' AND m.metric IS NOT NULL
+                          AND b.cost_usd IS NOT NULL
+                     THEN m.metric * {sign} END AS rival
+            FROM base b LEFT JOIN best m USING (run_id)
+        )
+        SELECT * EXCLUDE (v, rival),
+            coalesce(
+                v IS NOT NULL AND (
+                    max(rival) OVER cheaper >= v OR max(rival) OVER as_cheap > v
+                ),
+                false
+            ) AS dominated
+        FROM scored
+        WINDOW
+            cheaper AS (PARTITION BY project, experiment ORDER BY cost_usd
+                        RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW EXCLUDE GROUP),
+            as_cheap AS (PARTITION BY project, experiment ORDER BY cost_usd
+                         RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+                         EXCLUDE CURRENT ROW)
+        """,
+        [*base_params, metric, *([project] if project is not None else [])],
+    )
+    if frame["metric"].null_count() == len(frame):
+        found = con.execute("SELECT 1 FROM metrics WHERE key = ? LIMIT 1", [metric]).fetchall()
+        if not found:
+            names = [
+                row[0]
+                for row in con.execute(
+                    "SELECT DISTINCT key FROM metrics ORDER BY key LIMIT 20"
+                ).fetchall()
+            ]
+            raise InvalidValueError(
+                f"Unknown metric {metric!r}. "
+                f"Known: {', '.join(names) if names else '(none logged)'}"
+            )
+    return frame
+
+
+def _in_window(runs: pl.DataFrame, start: dt.datetime, stop: dt.datetime) -> pl.DataFrame:
+    """The runs whose wall time overlaps ``[start, stop)``."""
+    import polars as pl
+
+    if start <= _MIN_TS and stop >= _MAX_TS:
+        return runs
+    ends = pl.col("start_time") + pl.duration(
+        microseconds=(pl.col("duration_s") * 1e6).cast(pl.Int64)
+    )
+    return runs.filter((pl.col("start_time") < stop) & (ends >= start))
+
+
+def _with_totals(groups: pl.DataFrame, with_metric: bool) -> pl.DataFrame:
     import polars as pl
 
     groups = groups.with_columns(
@@ -266,14 +379,7 @@ def _with_totals(groups: pl.DataFrame, with_metric: bool, runs: int) -> pl.DataF
     )
     if not with_metric:
         groups = groups.drop("dominated_usd")
-    total: dict[str, Any] = {"group": "TOTAL"}
-    for name in groups.columns[1:]:
-        column = groups[name]
-        total[name] = column.sum() if column.null_count() < len(column) else None
-    # Distinct runs: a run split over several days (or tags) is one run in the total.
-    total["runs"] = runs
-    frame = pl.concat([groups, pl.DataFrame([total], schema=groups.schema)])
-    return frame
+    return groups
 
 
 def _with_budget(groups: pl.DataFrame, budget: float) -> tuple[pl.DataFrame, list[str]]:
@@ -294,47 +400,9 @@ def _with_budget(groups: pl.DataFrame, budget: float) -> tuple[pl.DataFrame, lis
     return frame, over
 
 
-def _window_runs_sql(project: str | None) -> str:
-    where = "AND r.project = ?" if project is not None else ""
-    return f"""
-        FROM run_costs r
-        WHERE r.start_time < ?::TIMESTAMPTZ
-          AND r.start_time + to_microseconds(CAST(r.duration_s * 1e6 AS BIGINT)) >= ?::TIMESTAMPTZ
-          {where}
-    """
-
-
-def _runs_for_plot(
-    con: Any, metric: str, mode: str, project: str | None, start: Any, stop: Any
-) -> pl.DataFrame:
-    params: list[Any] = [metric, stop, start] + ([project] if project else [])
-    return fetch_frame(
-        con,
-        f"SELECT r.project, r.experiment, r.run_id, r.name, r.status, r.cost_usd, "
-        f"{_run_metric_sql(metric, mode)} AS metric {_window_runs_sql(project)}",
-        params,
-    )
-
-
-def _efficiency(
-    con: Any, metric: str, mode: str, project: str | None, start: Any, stop: Any
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _efficiency(runs: pl.DataFrame, mode: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     import polars as pl
 
-    runs = _runs_for_plot(con, metric, mode, project, start, stop)
-    known = con.execute("SELECT count(*) FROM latest_metrics WHERE key = ?", [metric]).fetchall()
-    if not known or not known[0][0]:
-        names = [
-            row[0]
-            for row in con.execute(
-                "SELECT DISTINCT key FROM latest_metrics ORDER BY key LIMIT 20"
-            ).fetchall()
-        ]
-        raise InvalidValueError(
-            f"Unknown metric {metric!r}. Known: {', '.join(names) if names else '(none logged)'}"
-        )
-    starts = fetch_frame(con, "SELECT run_id, start_time FROM runs")
-    runs = runs.join(starts, on="run_id", how="left")
     sign = 1.0 if mode == "max" else -1.0
     rows, front_rows = [], []
     for (proj, experiment), part in runs.sort("start_time").group_by(

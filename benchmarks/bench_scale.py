@@ -58,7 +58,8 @@ OPTIMIZERS = ("adam", "sgd", "adamw", "lion")
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 # Bumped when the generated files change, so a store built by an older generator is
 # rebuilt. 2: metrics files have their twin summaries, as real writers leave them.
-LAYOUT = 2
+# 3: cost events as the energy meter writes them (kinds the cost report prices).
+LAYOUT = 3
 
 
 def log(message: str) -> None:
@@ -232,26 +233,11 @@ def generate(root: str, runs: int, points: int, seed: int = 7) -> dict[str, Any]
                 ),
             },
         )
-        # costs: one estimate per run
-        hours = duration_us / 3.6e9
-        energy = hours * rng.uniform(0.05, 0.4, count)
-        write(
-            "costs",
-            {
-                "event_id": pa.array([f"{first + i:031x}c" for i in range(count)]),
-                "run_id": pa.DictionaryArray.from_arrays(pa.array(index, pa.int32()), id_dict),
-                "ts": pa.array(start_us + duration_us, utc),
-                "writer_id": pa.array([writer] * count),
-                "kind": pa.array(["compute"] * count),
-                "source": pa.array(["price-table"] * count),
-                "cost_usd": pa.array(hours * 0.096),
-                "energy_kwh": pa.array(energy),
-                "cpu_energy_kwh": pa.array(energy * 0.7),
-                "ram_energy_kwh": pa.array(energy * 0.3),
-                "emissions_kg": pa.array(energy * 0.233),
-                "measured": pa.array(np.zeros(count, bool)),
-            },
-        )
+        # costs: what the sampler and energy meter write (see cost_columns)
+        for cost_kind, columns in cost_columns(
+            first, part, ids, start_us, duration_us, writer, rng
+        ).items():
+            write("costs", columns, name=f"part-{cost_kind}.parquet")
         # metrics: sorted by run, key, step (the order compaction writes)
         n_keys = len(METRIC_KEYS)
         rows = count * n_keys * steps
@@ -297,6 +283,114 @@ def generate(root: str, runs: int, points: int, seed: int = 7) -> dict[str, Any]
         "bytes": written,
         "seconds": time.perf_counter() - started,
         "layout": LAYOUT,
+    }
+
+
+GPU_MODELS = ("NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3", "Tesla T4")
+INSTANCE_TYPES = ("g6.xlarge", "p4d.24xlarge", "m5.xlarge", "c5.2xlarge", "x9.unlisted")
+
+
+def cost_columns(
+    first: int, part: int, ids: list[str], start_us: Any, duration_us: Any, writer: str, rng: Any
+) -> dict[str, dict[str, Any]]:
+    """Cost events as a real run leaves them: one ``resources`` event (hardware and
+    placement, JSON attrs) per run, three cumulative ``energy`` events (two metering
+    windows and the final one, JSON attrs), and a ``bill`` for 1 run in 100.
+
+    A third of the runs have an instance type (one in five of those not in the catalog,
+    so its cost is unknown); the others are priced by core-hours and GPU-hours; 30% have
+    GPUs.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    count = len(ids)
+    utc = pa.timestamp("us", tz="UTC")
+    id_dict = pa.array(ids)
+    index = np.arange(count)
+    host = f"node-{part % 16:02d}"
+    cores = rng.choice([4, 8, 16, 32], count)
+    gpus = np.where(rng.random(count) < 0.3, rng.choice([1, 4, 8], count), 0)
+    model = rng.integers(0, len(GPU_MODELS), count)
+    placed = rng.random(count) < 0.33
+    instance = rng.integers(0, len(INSTANCE_TYPES), count)
+    resources_attrs = []
+    for i in range(count):
+        gpu_model = GPU_MODELS[model[i]] if gpus[i] else None
+        facts = {
+            "host": host,
+            "cpu_cores": int(cores[i]),
+            "cpu_count": int(cores[i]) * 2,
+            "gpu_count": int(gpus[i]),
+            "gpu_model": gpu_model,
+            "gpu_models": [gpu_model] * int(gpus[i]),
+            "gpu_energy_counter": bool(gpus[i]),
+            "instance_type": INSTANCE_TYPES[instance[i]] if placed[i] else None,
+            "instance_source": "env:LEDGER_INSTANCE_TYPE" if placed[i] else None,
+            "region": "us-east-1" if placed[i] else None,
+            "region_source": "env:LEDGER_REGION" if placed[i] else None,
+        }
+        resources_attrs.append(json.dumps(facts))
+    hours = duration_us / 3.6e9
+    power_kw = 0.05 * cores / 8 + 0.3 * gpus
+    windows = 3
+    fraction = np.tile(np.arange(1, windows + 1) / windows, count)
+    run = np.repeat(index, windows)
+    seconds = np.repeat(duration_us / 1e6, windows) * fraction
+    energy = np.repeat(hours * power_kw, windows) * fraction
+    gpu_energy = np.repeat(hours * 0.3 * gpus, windows) * fraction
+    energy_attrs = [
+        json.dumps(
+            {
+                "host": host,
+                "sources": {"cpu": "estimated:codecarbon:tdp", "ram": "estimated:codecarbon"},
+                "covered_s": round(float(s), 3),
+                "final": bool(f == 1.0),
+                "notes": [],
+            }
+        )
+        for s, f in zip(seconds, fraction, strict=True)
+    ]
+    billed = index[rng.random(count) < 0.01]
+    return {
+        "resources": {
+            "event_id": pa.array([f"{first + i:031x}r" for i in range(count)]),
+            "run_id": pa.DictionaryArray.from_arrays(pa.array(index, pa.int32()), id_dict),
+            "ts": pa.array(start_us + 1_000_000, utc),
+            "writer_id": pa.array([writer] * count),
+            "kind": pa.array(["resources"] * count),
+            "source": pa.array(["ledger.sampler"] * count),
+            "attrs": pa.array(resources_attrs),
+        },
+        "energy": {
+            "event_id": pa.array([f"{(first * windows) + i:031x}e" for i in range(len(run))]),
+            "run_id": pa.DictionaryArray.from_arrays(pa.array(run, pa.int32()), id_dict),
+            "ts": pa.array(
+                np.repeat(start_us, windows)
+                + (np.repeat(duration_us, windows) * fraction).astype(np.int64),
+                utc,
+            ),
+            "writer_id": pa.array([writer] * len(run)),
+            "kind": pa.array(["energy"] * len(run)),
+            "source": pa.array(["codecarbon"] * len(run)),
+            "energy_kwh": pa.array(energy),
+            "cpu_energy_kwh": pa.array(energy - gpu_energy),
+            "gpu_energy_kwh": pa.array(gpu_energy),
+            "ram_energy_kwh": pa.array(np.zeros(len(run))),
+            "emissions_kg": pa.array(energy * 0.38),
+            "measured": pa.array(np.zeros(len(run), bool)),
+            "attrs": pa.array(energy_attrs),
+        },
+        "bill": {
+            "event_id": pa.array([f"{first + int(i):031x}b" for i in billed]),
+            "run_id": pa.DictionaryArray.from_arrays(pa.array(billed, pa.int32()), id_dict),
+            "ts": pa.array(start_us[billed] + duration_us[billed] + 3_600_000_000, utc),
+            "writer_id": pa.array([writer] * len(billed)),
+            "kind": pa.array(["bill"] * len(billed)),
+            "source": pa.array(["aws-cur"] * len(billed)),
+            "cost_usd": pa.array(hours[billed] * 1.5),
+            "measured": pa.array(np.ones(len(billed), bool)),
+        },
     }
 
 
@@ -356,7 +450,7 @@ CANDIDATES: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
         ("ledger.analytics.diff", "diff", {"runs": ["$a", "$b"]}),
         ("ledger.analytics.diff", "diff_runs", {"runs": ["$a", "$b"]}),
     ],
-    "cost report": [("ledger.analytics.costs", "report", {"by": "project"})],
+    "cost report": [("ledger.analytics.costs", "report_costs", {"by": "project"})],
     "one run's points": [("ledger.analytics.runs", "metric_history", {"run_id": "$a"})],
     "status": [
         ("ledger.analytics.status", "status", {}),
@@ -528,9 +622,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"- Store: {manifest['runs']:,} runs in {len(PROJECTS)} projects x {DAYS} days, "
         f"{len(METRIC_KEYS)} metrics x {manifest['steps']} steps per run = "
-        f"{manifest['points']:,} points; 10 params, 2 tags, 2 run events and 1 cost row "
-        "per run. One file per kind and partition, sorted by run/key/step (the layout "
-        "compaction leaves)."
+        f"{manifest['points']:,} points; 10 params, 2 tags, 2 run events and 4 cost "
+        "events (resources, 3 energy windows) per run, a bill for 1 in 100. One file per "
+        "kind and partition, sorted by run/key/step (the layout compaction leaves)."
     )
     print(
         f"- On disk: {disk / 2**30:.2f} GiB ({disk / manifest['points']:.2f} bytes per "

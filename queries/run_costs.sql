@@ -8,76 +8,124 @@
 -- ran (they are billed themselves), so a sweep is not paid twice.
 -- Instance type and region: the run's tags (instance_type, region) win over what the
 -- sampler recorded from LEDGER_INSTANCE_TYPE / LEDGER_REGION / [costs] at run start.
+--
+-- Built to stay fast at a million runs (docs/design.md, "Costs at scale"): each JSON
+-- attrs document is parsed once (from_json into a struct, after arg_max has kept one
+-- document per group where it can), the runs fold is read once (MATERIALIZED, then
+-- used for the run rows and for the child-time rollup), and prices are joined from
+-- small lookup tables (the GPU-name regex runs once per distinct model, not per run).
 CREATE OR REPLACE VIEW run_costs AS
 -- Several processes may follow one run (`ledger run` around a Python script, workers
 -- continuing LEDGER_RUN_ID): hardware adds up across hosts, not across processes of one
 -- host; energy is metered per machine, so per host the largest figure counts (two
 -- processes metering the same machine must not count it twice), summed over hosts.
-WITH resource_hosts AS (
-    SELECT
-        run_id,
-        coalesce(json_extract_string(attrs, '$.host'), '') AS host,
-        arg_max(attrs, ts) AS attrs
-    FROM events_costs WHERE kind = 'resources'
-    GROUP BY ALL
-),
-resources AS (
-    SELECT
-        run_id,
-        sum(TRY_CAST(json_extract(attrs, '$.cpu_cores') AS DOUBLE)) AS cpu_cores,
-        CASE WHEN count(*) = count(TRY_CAST(json_extract(attrs, '$.gpu_count') AS DOUBLE))
-             THEN sum(TRY_CAST(json_extract(attrs, '$.gpu_count') AS DOUBLE)) END AS gpu_count,
-        max(json_extract_string(attrs, '$.gpu_model')) AS gpu_model,
-        max(json_extract_string(attrs, '$.instance_type')) AS instance_type,
-        max(json_extract_string(attrs, '$.instance_source')) AS instance_source,
-        max(json_extract_string(attrs, '$.region')) AS region
-    FROM resource_hosts
-    GROUP BY run_id
-),
-energy_writers AS (
+WITH writers AS (
+    -- One pass over the cost events, per run and writer (a process): its latest
+    -- resources document, its latest energy figures (cumulative), its bills.
     SELECT
         run_id,
         writer_id,
-        coalesce(json_extract_string(arg_max(attrs, ts), '$.host'), '') AS host,
-        arg_max(source, ts) AS source,
-        arg_max(energy_kwh, ts) AS energy_kwh,
-        arg_max(cpu_energy_kwh, ts) AS cpu_energy_kwh,
-        arg_max(gpu_energy_kwh, ts) AS gpu_energy_kwh,
-        arg_max(ram_energy_kwh, ts) AS ram_energy_kwh,
-        arg_max(emissions_kg, ts) AS emissions_kg,
-        arg_max(measured, ts) AS measured,
-        TRY_CAST(json_extract(arg_max(attrs, ts), '$.covered_s') AS DOUBLE) AS covered_s
-    FROM events_costs WHERE kind = 'energy'
+        max(ts) FILTER (WHERE kind = 'resources') AS r_ts,
+        arg_max(attrs, ts) FILTER (WHERE kind = 'resources') AS r_attrs,
+        count(*) FILTER (WHERE kind = 'energy') > 0 AS has_energy,
+        arg_max(attrs, ts) FILTER (WHERE kind = 'energy') AS e_attrs,
+        arg_max(source, ts) FILTER (WHERE kind = 'energy') AS source,
+        arg_max(energy_kwh, ts) FILTER (WHERE kind = 'energy') AS energy_kwh,
+        arg_max(cpu_energy_kwh, ts) FILTER (WHERE kind = 'energy') AS cpu_energy_kwh,
+        arg_max(gpu_energy_kwh, ts) FILTER (WHERE kind = 'energy') AS gpu_energy_kwh,
+        arg_max(ram_energy_kwh, ts) FILTER (WHERE kind = 'energy') AS ram_energy_kwh,
+        arg_max(emissions_kg, ts) FILTER (WHERE kind = 'energy') AS emissions_kg,
+        arg_max(measured, ts) FILTER (WHERE kind = 'energy') AS measured,
+        sum(cost_usd) FILTER (WHERE kind = 'bill') AS bill_usd,
+        list(source) FILTER (WHERE kind = 'bill') AS bill_sources
+    FROM events_costs
+    WHERE kind IN ('resources', 'energy', 'bill')
     GROUP BY run_id, writer_id
 ),
-energy_hosts AS (
-    SELECT * FROM energy_writers
-    QUALIFY row_number() OVER (
-        PARTITION BY run_id, host ORDER BY energy_kwh DESC NULLS LAST, writer_id
-    ) = 1
+parsed AS (
+    -- Each kept JSON document is parsed once.
+    SELECT
+        *,
+        from_json(r_attrs, '{"host": "VARCHAR", "cpu_cores": "DOUBLE", "gpu_count": "DOUBLE",
+                             "gpu_model": "VARCHAR", "instance_type": "VARCHAR",
+                             "instance_source": "VARCHAR", "region": "VARCHAR"}') AS a,
+        from_json(e_attrs, '{"host": "VARCHAR", "covered_s": "DOUBLE"}') AS j
+    FROM writers
 ),
-energy AS (
+hosts AS (
+    -- Per machine: the hardware of its latest resources event, and the energy of the
+    -- process that metered the most on it.
     SELECT
         run_id,
-        string_agg(DISTINCT source, '+') AS energy_source,
-        sum(energy_kwh) AS energy_kwh,
-        sum(cpu_energy_kwh) AS cpu_energy_kwh,
-        sum(gpu_energy_kwh) AS gpu_energy_kwh,
-        sum(ram_energy_kwh) AS ram_energy_kwh,
-        sum(emissions_kg) AS recorded_emissions_kg,
-        bool_and(measured) AS energy_measured,
-        max(covered_s) AS energy_covered_s
-    FROM energy_hosts
+        count(r_ts) > 0 AS has_resources,
+        arg_max_null(a.cpu_cores, r_ts) AS cpu_cores,
+        arg_max_null(a.gpu_count, r_ts) AS gpu_count,
+        arg_max_null(a.gpu_model, r_ts) AS gpu_model,
+        arg_max_null(a.instance_type, r_ts) AS instance_type,
+        arg_max_null(a.instance_source, r_ts) AS instance_source,
+        arg_max_null(a.region, r_ts) AS region,
+        bool_or(has_energy) AS has_energy,
+        arg_max_null(source, e_rank) AS source,
+        arg_max_null(energy_kwh, e_rank) AS energy_kwh,
+        arg_max_null(cpu_energy_kwh, e_rank) AS cpu_energy_kwh,
+        arg_max_null(gpu_energy_kwh, e_rank) AS gpu_energy_kwh,
+        arg_max_null(ram_energy_kwh, e_rank) AS ram_energy_kwh,
+        arg_max_null(emissions_kg, e_rank) AS emissions_kg,
+        arg_max_null(measured, e_rank) AS measured,
+        arg_max_null(j.covered_s, e_rank) AS covered_s,
+        sum(bill_usd) AS bill_usd,
+        flatten(list(bill_sources)) AS bill_sources
+    FROM (
+        SELECT
+            *,
+            -- a number, not a (kwh, writer) struct: struct keys made this step 3x slower
+            CASE WHEN has_energy THEN coalesce(energy_kwh, -1.0) END AS e_rank
+        FROM parsed
+    )
+    -- The host of a process is the one its resources event names (every sampling
+    -- process writes one per run); a process without one counts as a machine of its own.
+    -- Not the energy document's host: then a report that does not show energy coverage
+    -- never has to keep and parse the energy documents at all.
+    GROUP BY run_id, coalesce(a.host, 'writer:' || writer_id)
+),
+costed AS (
+    SELECT
+        run_id,
+        -- hardware adds up across machines
+        CASE WHEN bool_or(has_resources) THEN sum(cpu_cores) FILTER (WHERE has_resources) END
+            AS cpu_cores,
+        CASE WHEN count(*) FILTER (WHERE has_resources) = count(gpu_count) FILTER (WHERE has_resources)
+             THEN sum(gpu_count) FILTER (WHERE has_resources) END AS gpu_count,
+        max(gpu_model) AS gpu_model,
+        max(instance_type) AS instance_type,
+        max(instance_source) AS instance_source,
+        max(region) AS region,
+        bool_or(has_resources) AS sampled,
+        -- and so does energy, one figure per machine
+        -- list_distinct, not string_agg(DISTINCT): a DISTINCT aggregate costs a second
+        -- hash aggregation and a join over a million runs
+        nullif(array_to_string(list_sort(list_distinct(list(source) FILTER (WHERE has_energy))), '+'), '')
+            AS energy_source,
+        sum(energy_kwh) FILTER (WHERE has_energy) AS energy_kwh,
+        sum(cpu_energy_kwh) FILTER (WHERE has_energy) AS cpu_energy_kwh,
+        sum(gpu_energy_kwh) FILTER (WHERE has_energy) AS gpu_energy_kwh,
+        sum(ram_energy_kwh) FILTER (WHERE has_energy) AS ram_energy_kwh,
+        sum(emissions_kg) FILTER (WHERE has_energy) AS recorded_emissions_kg,
+        bool_and(measured) FILTER (WHERE has_energy) AS energy_measured,
+        max(covered_s) FILTER (WHERE has_energy) AS energy_covered_s,
+        sum(bill_usd) AS bill_usd,
+        array_to_string(list_sort(list_distinct(flatten(list(bill_sources)))), ', ') AS bill_source
+    FROM hosts
     GROUP BY run_id
 ),
-bills AS (
-    SELECT run_id, sum(cost_usd) AS bill_usd, string_agg(DISTINCT source, ', ') AS bill_source
-    FROM events_costs WHERE kind = 'bill'
-    GROUP BY run_id
+folded AS MATERIALIZED (
+    SELECT run_id, project, experiment, name, status, "user", start_time, end_time,
+           duration_s, parent_run_id
+    FROM runs
 ),
 children AS (
     SELECT parent_run_id AS run_id, sum(duration_s) AS child_s
-    FROM runs WHERE parent_run_id IS NOT NULL
+    FROM folded WHERE parent_run_id IS NOT NULL
     GROUP BY parent_run_id
 ),
 placement_tags AS (
@@ -98,35 +146,50 @@ placed AS (
         CASE WHEN t.instance_type IS NOT NULL THEN 'tag' ELSE s.instance_source END
             AS instance_source,
         coalesce(t.region, s.region) AS region,
-        s.cpu_cores,
-        s.gpu_count,
-        s.gpu_model,
-        s.run_id IS NOT NULL AS sampled,
-        e.* EXCLUDE (run_id),
-        b.bill_usd, b.bill_source
-    FROM runs r
-    LEFT JOIN resources s USING (run_id)
-    LEFT JOIN energy e USING (run_id)
-    LEFT JOIN bills b USING (run_id)
+        coalesce(s.sampled, false) AS sampled,
+        s.* EXCLUDE (run_id, instance_type, instance_source, region, sampled)
+    FROM folded r
+    LEFT JOIN costed s USING (run_id)
     LEFT JOIN placement_tags t USING (run_id)
     LEFT JOIN children ch USING (run_id)
+),
+catalog AS MATERIALIZED (SELECT item, name, rate FROM pricing),
+-- One row per distinct GPU model name: its catalog rate (the longest catalog name found
+-- in it as a word, so "A100" matches "NVIDIA A100-SXM4-80GB").
+gpu_rates AS (
+    SELECT m.gpu_model, arg_max(c.rate, length(c.name)) AS gpu_rate
+    FROM (SELECT DISTINCT gpu_model FROM costed WHERE gpu_model IS NOT NULL) m
+    JOIN catalog c
+      ON c.item = 'gpu'
+     AND regexp_matches(m.gpu_model, '(^|[^A-Za-z0-9])' || c.name || '([^A-Za-z0-9]|$)', 'i')
+    GROUP BY m.gpu_model
+),
+defaults AS (
+    SELECT
+        any_value(rate) FILTER (WHERE item = 'cpu_core' AND name = 'default') AS core_rate,
+        any_value(rate) FILTER (WHERE item = 'electricity' AND name = 'default') AS default_kwh_rate,
+        any_value(rate) FILTER (WHERE item = 'carbon_intensity' AND name = 'default')
+            AS default_intensity
+    FROM catalog
 ),
 rated AS (
     SELECT
         p.*,
-        (SELECT rate FROM pricing WHERE item = 'instance' AND name = p.instance_type) AS instance_rate,
-        (SELECT rate FROM pricing
-         WHERE item = 'gpu' AND p.gpu_model IS NOT NULL
-           AND regexp_matches(p.gpu_model, '(^|[^A-Za-z0-9])' || name || '([^A-Za-z0-9]|$)', 'i')
-         ORDER BY length(name) DESC LIMIT 1) AS gpu_rate,
-        (SELECT rate FROM pricing WHERE item = 'cpu_core' AND name = 'default') AS core_rate,
-        coalesce(
-            (SELECT rate FROM pricing WHERE item = 'electricity' AND name = p.region),
-            (SELECT rate FROM pricing WHERE item = 'electricity' AND name = 'default')
-        ) AS kwh_rate,
-        (SELECT rate FROM pricing WHERE item = 'carbon_intensity' AND name = p.region) AS region_intensity,
-        (SELECT rate FROM pricing WHERE item = 'carbon_intensity' AND name = 'default') AS default_intensity
+        i.rate AS instance_rate,
+        g.gpu_rate,
+        d.core_rate,
+        coalesce(k.rate, d.default_kwh_rate) AS kwh_rate,
+        ci.rate AS region_intensity,
+        d.default_intensity
     FROM placed p
+    CROSS JOIN defaults d
+    LEFT JOIN (SELECT name, rate FROM catalog WHERE item = 'instance') i
+        ON i.name = p.instance_type
+    LEFT JOIN gpu_rates g ON g.gpu_model = p.gpu_model
+    LEFT JOIN (SELECT name, rate FROM catalog WHERE item = 'electricity') k
+        ON k.name = p.region
+    LEFT JOIN (SELECT name, rate FROM catalog WHERE item = 'carbon_intensity') ci
+        ON ci.name = p.region
 ),
 computed AS (
     SELECT

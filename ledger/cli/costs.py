@@ -154,19 +154,31 @@ def costs_record_cmd(
     type=click.Choice(["instance", "gpu", "cpu_core", "electricity", "carbon_intensity"]),
     help="Only this kind of price.",
 )
-def costs_pricing_cmd(store: str | None, fmt: str, output: str | None, item: str | None) -> None:
-    """The pricing catalog in use: shipped defaults plus [pricing] in ledger.toml.
+@click.option(
+    "--origin",
+    type=click.Choice(["shipped", "codecarbon", "ledger.toml"]),
+    help="Only prices from here.",
+)
+def costs_pricing_cmd(
+    store: str | None, fmt: str, output: str | None, item: str | None, origin: str | None
+) -> None:
+    """The pricing catalog in use: shipped defaults, codecarbon's grid carbon
+    intensities, and [pricing] in ledger.toml — each row with its source, date and
+    origin (shipped, codecarbon, ledger.toml).
 
     \b
     ledger costs pricing --item gpu
+    ledger costs pricing --item carbon_intensity --origin codecarbon
     """
     from ledger.analytics.engine import query
     from ledger.output import render
 
-    where = "WHERE item = ?" if item else ""
+    clauses = [c for c, v in (("item = ?", item), ("origin = ?", origin)) if v]
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     frame = query(
-        f"SELECT item, name, rate, unit, source, as_of FROM pricing {where} ORDER BY item, name",
+        f"SELECT item, name, rate, unit, source, as_of, origin FROM pricing {where} "
+        "ORDER BY item, name",
         store,
-        [item] if item else None,
+        [v for v in (item, origin) if v] or None,
     )
     render(frame, fmt, output, title="Pricing catalog")

@@ -233,7 +233,7 @@ def test_power_paid_adds_energy_and_catalog_emissions(store, store_path):
     assert row["emissions_kg"] == pytest.approx(1.0)  # region intensity wins
     assert row["emissions_source"] == "catalog:lab"
     row = run_cost(store, other)
-    assert row["energy_usd"] == pytest.approx(2 * 0.127)  # default electricity rate
+    assert row["energy_usd"] == pytest.approx(2 * 0.13)  # shipped default electricity rate
     assert row["emissions_kg"] == pytest.approx(2 * 0.475)
     assert row["emissions_source"] == "catalog:default"
 
@@ -409,3 +409,47 @@ def test_processes_of_one_run_count_machines_once(store):
     assert row["cpu_cores"] == 16 and row["gpu_count"] == 2
     assert row["energy_kwh"] == pytest.approx(3.5)
     assert row["cost_usd"] == pytest.approx(16 * CORE + 2 * 0.526)
+
+
+def test_run_cost_days_view_splits_a_run_by_its_share_of_each_day(store):
+    start = dt.datetime(2025, 1, 1, 18, 0, tzinfo=UTC)
+    long_run = make_run(store, start=start, end=start + dt.timedelta(hours=36), cores=1)
+    short_run = make_run(store, start=start, end=start + dt.timedelta(hours=1), cores=1)
+    frame = ledger.query(
+        "SELECT run_id, day, day_fraction, piece_start, piece_end FROM run_cost_days "
+        "ORDER BY run_id, day",
+        store,
+    )
+    long_rows = frame.filter(frame["run_id"] == long_run)
+    assert [str(d) for d in long_rows["day"]] == ["2025-01-01", "2025-01-02", "2025-01-03"]
+    assert long_rows["day_fraction"].to_list() == pytest.approx([6 / 36, 24 / 36, 6 / 36])
+    short_rows = frame.filter(frame["run_id"] == short_run)
+    assert short_rows["day_fraction"].to_list() == [1.0]
+    assert short_rows["piece_end"][0] - short_rows["piece_start"][0] == dt.timedelta(hours=1)
+
+
+def test_dominance_ties_self_and_failed_rivals(store):
+    """Exactly the pairwise rule: b dominates a when b is finished, b's metric >= a's and
+    b's cost <= a's, one of them strictly; a run never dominates itself."""
+    hour = dt.timedelta(hours=1)
+
+    def run(name, cores, acc, status="finished"):
+        return make_run(
+            store, start=T0, end=T0 + hour, status=status, name=name, cores=cores,
+            experiment="tie", metrics={"acc": acc},
+        )  # fmt: skip
+
+    run("twin-a", 2, 0.8)  # same cost and metric as twin-b: neither dominates
+    run("twin-b", 2, 0.8)
+    run("same-cost-worse", 2, 0.7)  # same cost, lower metric: dominated
+    run("dearer-same", 3, 0.8)  # same metric, dearer: dominated
+    run("dearer-better", 4, 0.9)  # better metric: on the front
+    run("cheap-failed", 1, 0.95, status="failed")  # failed runs never dominate
+    run("lone-dearest", 5, 0.85)  # dominated by dearer-better (cheaper, better)
+    report = report_costs(store, by="experiment", metric="acc")
+    row = report.groups.filter(report.groups["group"] == "tie").row(0, named=True)
+    assert row["dominated_usd"] == pytest.approx((2 + 3 + 5) * CORE)
+    assert row["failed_usd"] == pytest.approx(1 * CORE)
+    front = report.front.filter(report.front["experiment"] == "tie")
+    assert sorted(front["name"].to_list()) in (["dearer-better", "twin-a"],
+                                               ["dearer-better", "twin-b"])  # fmt: skip
