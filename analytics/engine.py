@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import os
 import re
+import tempfile
 import threading
 import time
 import weakref
@@ -410,6 +411,10 @@ def connect(
     # hundred files and opening their footers was a third of a one-run lookup. DuckDB
     # checks each file's modification time, so a replaced file is read afresh.
     con.execute("SET parquet_metadata_cache = true")
+    # A query bigger than memory spills to disk; for an in-memory database DuckDB would
+    # spill into `.tmp/` under the working directory, i.e. into the user's project.
+    spill = os.path.join(tempfile.gettempdir(), f"ledger-duckdb-{os.getpid()}")
+    con.execute(f"SET temp_directory = {quote_literal(spill)}")
     if threads is not None:
         con.execute(f"SET threads = {int(threads)}")
     stall = store_obj.settings.stall_after if stall_after is None else float(stall_after)
