@@ -379,3 +379,53 @@ def test_trials_rebuilt_from_the_ledger_give_optunas_own_importance(store_path):
     got = get_param_importances(rebuilt, evaluator=FanovaImportanceEvaluator(seed=0))
     assert list(got) == list(expected)
     assert got == pytest.approx(expected, abs=1e-12)
+
+    # `ledger importance` itself (library call and CLI) on the study's runs: Optuna's own
+    # numbers, same evaluator and seed, for two evaluators.
+    from click.testing import CliRunner
+    from ledger.analytics.importance import importance
+
+    from ledger.cli import cli
+
+    for evaluator, make in (
+        ("fanova", lambda: FanovaImportanceEvaluator(seed=0)),
+        ("ped-anova", lambda: optuna.importance.PedAnovaImportanceEvaluator()),
+    ):
+        expected = get_param_importances(study, evaluator=make())
+        frame = importance(
+            store_path,
+            metric="value",
+            mode="min",
+            children_of=callback.study_run.id,
+            evaluator=evaluator,
+            seed=0,
+        )
+        assert frame["param"].to_list() == list(expected)
+        got = dict(zip(frame["param"].to_list(), frame["importance"].to_list(), strict=True))
+        assert got == pytest.approx(expected, abs=1e-9)
+        assert set(frame["runs_used"]) == {len(rebuilt.trials)}
+    result = CliRunner().invoke(
+        cli,
+        [
+            "importance",
+            "--store",
+            store_path,
+            "-m",
+            "value",
+            "--mode",
+            "min",
+            "--children-of",
+            callback.study_run.id,
+            "--evaluator",
+            "fanova",
+            "--seed",
+            "0",
+            "--format",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    expected = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+    assert [row["param"] for row in rows] == list(expected)
+    assert [row["importance"] for row in rows] == pytest.approx(list(expected.values()), abs=1e-9)
