@@ -8,8 +8,9 @@ with the same evaluator and seed.
 Search space: a run may carry the tag ``optuna.distributions`` (JSON object, param name
 to ``optuna.distributions.distribution_to_json``'s text or that JSON as an object, as the
 Optuna adapter writes it); those distributions are used as declared. Otherwise they are
-inferred from the logged values: int params -> ``IntDistribution(min, max)``, float -> ``FloatDistribution(min, max)``,
-bool/str/json or mixed types -> ``CategoricalDistribution`` of the values seen.
+inferred from the logged values: int params -> ``IntDistribution(min, max)``, float ->
+``FloatDistribution(min, max)``, bool/str/json or mixed types ->
+``CategoricalDistribution`` of the values seen.
 
 Runs without the metric, or whose value is NaN/inf, are skipped and counted. Params a
 run did not log are missing for that trial; as in Optuna, PED-ANOVA scores every param
