@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import chain
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -98,6 +98,8 @@ class Writer:
         self.settings = store.settings
         self._buffers: list[RunBuffer] = []
         self._events: list[tuple[str, str, dict[str, Any]]] = []
+        self._recorded: list[tuple[str, str, list[tuple[str, float, int, float]]]] = []
+        """``(project, run_id, metric rows)`` of runs recorded after the fact."""
         self._reset_identity()
         self.rows_written = 0
         self.bytes_written = 0
@@ -115,6 +117,9 @@ class Writer:
         self._next_retry = 0.0
         self._warned = False
         self._last_flush = time.monotonic()
+        # Called at the start of every flush (see add_producer); reset here because a
+        # forked child must not produce its parent's queued rows a second time.
+        self._producers: list[Callable[[], None]] = []
 
     # -- what runs hand over -----------------------------------------------------------------
 
@@ -123,6 +128,32 @@ class Writer:
         self._buffers.append(buffer)
         self._ensure_thread()
         return buffer
+
+    def add_producer(self, producer: Callable[[], None]) -> None:
+        """Call ``producer()`` at the start of every flush, before the rows are gathered.
+
+        For adapters that queue records cheaply on the caller's thread and turn them into
+        events in one batch (the flusher's thread, or whoever flushes): ``ledger.flush()``,
+        the periodic flush and the final flush at exit all include them. A producer must
+        handle its own records' errors; one that raises anyway gets a warning and is
+        called again at the next flush.
+        """
+        self._producers.append(producer)  # _collect iterates over a copy
+        self._ensure_thread()
+
+    def remove_producer(self, producer: Callable[[], None]) -> None:
+        if producer in self._producers:
+            self._producers.remove(producer)
+
+    def add_metric_rows(
+        self, project: str, run_id: str, rows: list[tuple[str, float, int, float]]
+    ) -> None:
+        """Queue the validated metric points of a run recorded after the fact (an Optuna
+        trial, a search candidate). Many such runs become one table per flush; a
+        :class:`RunBuffer` each would cost a table each (~85 us per run)."""
+        if rows:
+            self._recorded.append((project, run_id, rows))
+            self._ensure_thread()
 
     def add_event(self, kind: str, project: str, row: dict[str, Any]) -> None:
         """Queue one low-volume event; ``event_id``, ``ts`` and ``writer_id`` default."""
@@ -136,8 +167,10 @@ class Writer:
         self._wake.set()
 
     def buffered_rows(self) -> int:
-        return len(self._events) + sum(
-            len(b.metrics) + len(b.batches) + len(b.system) for b in self._buffers
+        return (
+            len(self._events)
+            + len(self._recorded)
+            + sum(len(b.metrics) + len(b.batches) + len(b.system) for b in self._buffers)
         )
 
     # -- flushing ------------------------------------------------------------------------------
@@ -152,6 +185,11 @@ class Writer:
             return self._write_pending()
 
     def _collect(self) -> None:
+        for producer in list(self._producers):
+            try:
+                producer()
+            except Exception as exc:  # the flush of everything else goes on
+                log.warning("ledger: %r failed: %s: %s", producer, type(exc).__name__, exc)
         tables: dict[tuple[str, str], list[pa.Table]] = defaultdict(list)
         run_ids: dict[tuple[str, str], list[str]] = defaultdict(list)
         taken: list[tuple[list[Any], int]] = []
@@ -167,6 +205,15 @@ class Writer:
                     tables[(kind, buffer.project)].append(build(buffer.run_id, rows[:n]))
                     run_ids[(kind, buffer.project)].append(buffer.run_id)
                     taken.append((rows, n))
+        n = len(self._recorded)
+        if n:
+            by_project: dict[str, list[tuple[str, list[Any]]]] = defaultdict(list)
+            for project, run_id, rows in self._recorded[:n]:
+                by_project[project].append((run_id, rows))
+            for project, items in by_project.items():
+                tables[("metrics", project)].append(self._recorded_table(items))
+                run_ids[("metrics", project)].extend(run_id for run_id, _ in items)
+            taken.append((self._recorded, n))
         n = len(self._events)
         if n:
             grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -229,6 +276,30 @@ class Writer:
                 "value": np.fromiter(map(itemgetter(1), chunk), np.float64, n),
                 "step": self._steps(run_id, list(map(itemgetter(2), chunk))),
                 "ts": _timestamps(np.fromiter(map(itemgetter(3), chunk), np.float64, n)),
+                "writer_id": _constant(self.writer_id, n),
+                "seq": np.arange(seq, seq + n, dtype=np.int64),
+            }
+        )
+
+    def _recorded_table(self, items: list[tuple[str, list[Any]]]) -> pa.Table:
+        """One metrics table for the points of many runs (``add_metric_rows``)."""
+        import numpy as np
+        import pyarrow as pa
+
+        lengths = np.fromiter((len(rows) for _, rows in items), np.int64, len(items))
+        flat = list(chain.from_iterable(rows for _, rows in items))
+        n = len(flat)
+        seq = self._take_seq("metrics", n)
+        owners = np.repeat(np.arange(len(items), dtype=np.int32), lengths)
+        return pa.table(
+            {
+                "run_id": pa.DictionaryArray.from_arrays(
+                    pa.array(owners), [run_id for run_id, _ in items]
+                ),
+                "key": _dictionary(map(itemgetter(0), flat), n),
+                "value": np.fromiter(map(itemgetter(1), flat), np.float64, n),
+                "step": self._steps("", list(map(itemgetter(2), flat))),
+                "ts": _timestamps(np.fromiter(map(itemgetter(3), flat), np.float64, n)),
                 "writer_id": _constant(self.writer_id, n),
                 "seq": np.arange(seq, seq + n, dtype=np.int64),
             }
@@ -428,6 +499,7 @@ class Writer:
             del buffer.system[:]
         self._buffers = [b for b in self._buffers if not b.closed]
         del self._events[:]
+        del self._recorded[:]
         self._reset_identity()
         if self._buffers:
             self._ensure_thread()

@@ -120,3 +120,40 @@ def test_a_flush_of_only_nan_points_writes_and_summarises(store_path):
     assert row == (1, None, None)
     board = ledger.leaderboard(store_path, metric="loss")
     assert board.height == 1
+
+
+def test_producers_queue_rows_at_every_flush_and_multi_run_metrics(store_path, caplog):
+    """add_producer: called at the start of each flush (ledger.flush included), its rows
+    land in that flush; a producer that raises is one warning and the flush goes on.
+    add_metric_rows: the points of many runs become one table, each point its run's."""
+    from ledger.store import open_store
+
+    writer = writer_for(open_store(store_path))
+    calls = []
+
+    def producer():
+        calls.append(len(calls))
+        writer.add_metric_rows("p", f"{len(calls):032x}", [("loss", 0.5, 1, time.time())])
+
+    def broken():
+        raise RuntimeError("boom")
+
+    writer.add_producer(broken)
+    writer.add_producer(producer)
+    writer.add_metric_rows("p", "a" * 32, [("loss", 1.0, 0, time.time()), ("acc", 2.0, 3, 1.0)])
+    ledger.flush()
+    ledger.flush()
+    writer.remove_producer(producer)
+    writer.remove_producer(broken)
+    ledger.flush()
+    assert len(calls) == 2
+    assert "boom" in caplog.text
+    rows = ledger.query(
+        "SELECT run_id, key, value, step FROM metrics ORDER BY run_id, key", store=store_path
+    ).rows()
+    assert rows == [
+        (f"{1:032x}", "loss", 0.5, 1),
+        (f"{2:032x}", "loss", 0.5, 1),
+        ("a" * 32, "acc", 2.0, 3),
+        ("a" * 32, "loss", 1.0, 0),
+    ]
