@@ -27,9 +27,11 @@ the medians of each variant. Two direct measures that load barely moves complete
   * study: the ledger's own CPU time per trial = CPU time of the callback (thread CPU
     clock around each call, plus ending the study's run and the final flush) + CPU time
     of the ledger's background threads (the writer), over the trials;
-  * batch: the ledger's CPU time per config = process CPU time (all threads) of
-    ``run_experiments`` on the sequential backend over configs that do no work but log
-    their 5 points, i.e. everything a worker spends on tracking one config.
+  * batch: the CPU time of the loky workers (all their threads), paired like wall time;
+    and the ledger's CPU time per config = process CPU time (all threads) of
+    ``run_experiments`` on the sequential backend over 16 of the configs minus the CPU
+    time of their work (measured around it): everything a worker spends on tracking a
+    config, the batch's own parent run and final wait shared out among them.
 """
 
 from __future__ import annotations
@@ -186,6 +188,7 @@ def run_batch(
     import joblib
 
     items = [{"x": i, "ms": config_ms, "per_ms": _ITERATIONS_PER_MS} for i in range(configs)]
+    workers_before = workers_cpu()
     started = time.perf_counter()
     if variant == "joblib":
         joblib.Parallel(n_jobs=jobs, backend="loky")(
@@ -198,21 +201,53 @@ def run_batch(
             items, ledger_task, n_jobs=jobs, backend="loky", store=os.path.join(folder, "ledger")
         )
         assert all(r.ok for r in results)
-    return time.perf_counter() - started, 0.0, 0.0
+    wall = time.perf_counter() - started
+    after = workers_cpu()
+    spent = sum(cpu - workers_before.get(pid, 0.0) for pid, cpu in after.items())
+    return wall, spent, 0.0
 
 
-def batch_cpu_per_config(configs: int, folder: str) -> float:
-    """CPU seconds (all threads of this process) ``run_experiments`` spends per config on
-    the sequential backend when the configs do no work: the tracking cost of a config."""
+def workers_cpu() -> dict[int, float]:
+    """CPU seconds (user + system, all threads) of each child process (the loky workers)."""
+    import psutil
+
+    cpu = {}
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            times = child.cpu_times()
+            cpu[child.pid] = times.user + times.system
+    return cpu
+
+
+_WORK_CPU = [0.0]
+
+
+def measured_task(config: dict) -> float:
+    """``ledger_task``, adding up the thread CPU time of its work (sequential backend)."""
+    import ledger
+
+    for step in range(5):
+        started = time.thread_time()
+        busy(config["ms"] / 5, config["per_ms"])
+        _WORK_CPU[0] += time.thread_time() - started
+        ledger.log_metric("loss", 1.0 / (step + 1 + config["x"]), step=step)
+    return config["x"] * 2.0
+
+
+def batch_cpu_per_config(configs: int, config_ms: float, folder: str) -> tuple[float, float]:
+    """The tracking CPU time of one config, and the work's: ``run_experiments`` on the
+    sequential backend (in this process), all threads' CPU time minus the work's own."""
     from ledger.parallel import run_experiments
 
-    items = [{"x": i, "ms": 0.0, "per_ms": _ITERATIONS_PER_MS} for i in range(configs)]
+    items = [{"x": i, "ms": config_ms, "per_ms": _ITERATIONS_PER_MS} for i in range(configs)]
     store = os.path.join(folder, "ledger")
-    run_experiments(items[:4], ledger_task, backend="sequential", store=store)  # warm
+    run_experiments(items[:2], measured_task, backend="sequential", store=store)  # warm
+    _WORK_CPU[0] = 0.0
     cpu = time.process_time()
-    results = run_experiments(items, ledger_task, backend="sequential", store=store)
+    results = run_experiments(items, measured_task, backend="sequential", store=store)
     assert all(r.ok for r in results)
-    return (time.process_time() - cpu) / configs
+    total = time.process_time() - cpu
+    return (total - _WORK_CPU[0]) / configs, _WORK_CPU[0] / configs
 
 
 # -- reporting -------------------------------------------------------------------------------
@@ -232,7 +267,7 @@ def measure(
         if extra and round_ < extra_rounds:
             order.append(extra)
         for name in order:
-            with tempfile.TemporaryDirectory() as folder:
+            with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as folder:
                 results[name].append(fn(name, folder))
         print(
             f"  round {round_ + 1}/{rounds}: "
@@ -318,7 +353,7 @@ def main() -> None:
         print("(optuna-integration / mlflow not installed: no MLflow column)")
     # One-time costs a process pays on its first run (pyarrow import in the flusher,
     # environment capture) are paid here, before timing: the tables show per-trial cost.
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as folder:
         run_study("ledger", 3, 1.0, folder)
     began = time.perf_counter()
     study = measure(
@@ -364,13 +399,26 @@ def main() -> None:
             args.configs,
             "config",
         )
-        with tempfile.TemporaryDirectory() as folder:
-            per_config = [batch_cpu_per_config(args.configs, folder) * 1000 for _ in range(3)]
+        paired_table(
+            "joblib batch: CPU of the workers (all their threads; the work is the same)",
+            batch,
+            "joblib",
+            1,
+            args.configs,
+            "config",
+        )
+        measured = []
+        for _ in range(3):
+            with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as folder:
+                measured.append(batch_cpu_per_config(min(args.configs, 16), args.config_ms, folder))
+        own = statistics.median(m[0] for m in measured) * 1000
+        work = statistics.median(m[1] for m in measured) * 1000
         print(
-            f"ledger's own CPU per config (sequential, no work): median "
-            f"{statistics.median(per_config):.3f} ms = "
-            f"{statistics.median(per_config) / args.config_ms * 100:.2f}% of a "
-            f"{args.config_ms:g} ms config"
+            f"ledger's own CPU per config (sequential backend, {args.config_ms:g} ms configs, "
+            f"all threads minus the work): median {own:.2f} ms "
+            f"(min {min(m[0] for m in measured) * 1000:.2f}, "
+            f"max {max(m[0] for m in measured) * 1000:.2f}) = {own / work * 100:.2f}% of the "
+            f"config's {work:.0f} ms of CPU"
         )
     load = os.getloadavg()
     print(
