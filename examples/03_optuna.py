@@ -92,8 +92,8 @@ def print_importance(study: optuna.Study, study_run_id: str, store: str | None) 
     for row in table.iter_rows(named=True):
         mine = row["importance"]
         print(
-            f"  {row['param']:<14} {'-' if mine is None else f'{mine:.3f}':>29}"
-            f"  {own.get(row['param'], float('nan')):.3f}"
+            f"  {row['param']:<14} {'-' if mine is None else f'{mine:.3f}':>36}"
+            f"  {own.get(row['param'], float('nan')):>6.3f}"
         )
 
 
