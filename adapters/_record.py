@@ -107,10 +107,7 @@ def record_run(
     rows.append(("runs", {"event": status, "ts": end_us, "message": message, "exit_code": None}))
     # Everything is validated before anything is queued: a bad trial adds no half run.
     writer = writer_for(store)
-    if checked:
-        buffer = writer.open_buffer(run_id, project, heartbeat=False)
-        buffer.metrics.extend(checked)
-        buffer.closed = True
+    writer.add_metric_rows(project, run_id, checked)
     for kind, row in rows:
         row["run_id"] = run_id
         writer.add_event(kind, project, row)

@@ -6,10 +6,11 @@ Optuna study the numbers equal ``optuna.importance.get_param_importances`` on th
 with the same evaluator and seed.
 
 Search space: a run may carry the tag ``optuna.distributions`` (JSON object, param name
-to ``optuna.distributions.distribution_to_json``), as the Optuna adapter writes it; those
-distributions are used as declared. Otherwise they are inferred from the logged values:
-int params -> ``IntDistribution(min, max)``, float -> ``FloatDistribution(min, max)``,
-bool/str/json or mixed types -> ``CategoricalDistribution`` of the values seen.
+to ``optuna.distributions.distribution_to_json``'s text or that JSON as an object, as the
+Optuna adapter writes it); those distributions are used as declared. Otherwise they are
+inferred from the logged values: int params -> ``IntDistribution(min, max)``, float ->
+``FloatDistribution(min, max)``, bool/str/json or mixed types ->
+``CategoricalDistribution`` of the values seen.
 
 Runs without the metric, or whose value is NaN/inf, are skipped and counted. Params a
 run did not log are missing for that trial; as in Optuna, PED-ANOVA scores every param
@@ -140,6 +141,10 @@ def load_trials(
         if row[2]:
             try:
                 for name, text in json.loads(row[2]).items():
+                    # Each value is distribution_to_json's text, or that JSON as an
+                    # object (what ledger.optuna.LedgerCallback writes).
+                    if not isinstance(text, str):
+                        text = json.dumps(text)
                     declared.setdefault(name, json_to_distribution(text))
             except (ValueError, TypeError, KeyError):
                 continue

@@ -75,29 +75,26 @@ def main(quick: bool = False, store: str | None = None) -> str:
 
 
 def print_importance(study: optuna.Study, study_run_id: str, store: str | None) -> None:
-    importance = getattr(ledger, "importance", None)
-    if importance is not None:
-        try:
-            table = importance(
-                metric="value",
-                mode="max",
-                children_of=study_run_id,
-                evaluator="fanova",
-                seed=0,
-                store=store,
-            )
-            print("ledger importance (fANOVA, seed 0):")
-            print(table)
-            return
-        except TypeError:  # an analytics API with other argument names
-            pass
-    # `ledger importance` not available in this build: Optuna's own, same evaluator.
+    """`ledger importance` on the study's runs, next to Optuna's own on the study (same
+    evaluator, same seed): the ledger alone gives the same numbers."""
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
-    scores = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
-    print("hyperparameter importance (Optuna fANOVA, seed 0):")
-    for name, score in scores.items():
-        print(f"  {name:<14} {score:.3f}")
+    table = ledger.importance(
+        metric="value",
+        mode="max",
+        children_of=study_run_id,
+        evaluator="fanova",
+        seed=0,
+        store=store,
+    )
+    own = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+    print("hyperparameter importance (fANOVA, seed 0):  ledger  optuna")
+    for row in table.iter_rows(named=True):
+        mine = row["importance"]
+        print(
+            f"  {row['param']:<14} {'-' if mine is None else f'{mine:.3f}':>36}"
+            f"  {own.get(row['param'], float('nan')):>6.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -460,9 +460,12 @@ class Run:
         message: str | None = None,
         exit_code: int | None = None,
         wait: bool = False,
+        flush_within: float = 0.0,
     ) -> None:
         """End the run (idempotent). The final write happens in the background within
-        milliseconds; ``wait=True`` blocks until it is durable.
+        milliseconds; ``wait=True`` blocks until it is durable. ``flush_within``: seconds
+        the background write may wait to share a flush with runs ending soon after (a
+        batch worker's next configs); never later than the next periodic flush.
 
         Raises:
             InvalidValueError: ``status`` is not finished, failed or killed.
@@ -492,7 +495,7 @@ class Run:
         if wait:
             self._writer.flush()
         else:
-            self._writer.request_flush()
+            self._writer.request_flush(flush_within)
 
     def detach(self) -> None:
         """Stop logging to the run from this process without ending it (it stays open)."""

@@ -217,3 +217,68 @@ def test_every_data_file_records_its_kind_and_schema_version(store_path):
         kinds.add(metadata[b"ledger.kind"].decode())
         assert file.parts[-4] == metadata[b"ledger.kind"].decode()
     assert {"runs", "metrics", "summaries", "params", "tags"} <= kinds
+
+
+def test_producers_queue_rows_at_every_flush_and_multi_run_metrics(store_path, caplog):
+    """add_producer: called at the start of each flush (ledger.flush included), its rows
+    land in that flush; a producer that raises is one warning and the flush goes on.
+    add_metric_rows: the points of many runs become one table, each point its run's."""
+    from ledger.store import open_store
+
+    writer = writer_for(open_store(store_path))
+    calls = []
+
+    def producer():
+        calls.append(len(calls))
+        writer.add_metric_rows("p", f"{len(calls):032x}", [("loss", 0.5, 1, time.time())])
+
+    def broken():
+        raise RuntimeError("boom")
+
+    writer.add_producer(broken)
+    writer.add_producer(producer)
+    writer.add_metric_rows("p", "a" * 32, [("loss", 1.0, 0, time.time()), ("acc", 2.0, 3, 1.0)])
+    ledger.flush()
+    ledger.flush()
+    writer.remove_producer(producer)
+    writer.remove_producer(broken)
+    made = len(calls)  # the background flusher may have called it too
+    ledger.flush()
+    assert made >= 2 and len(calls) == made
+    assert "boom" in caplog.text
+    rows = ledger.query(
+        "SELECT run_id, key, value, step FROM metrics ORDER BY run_id, key", store=store_path
+    ).rows()
+    assert rows == [(f"{n:032x}", "loss", 0.5, 1) for n in range(1, made + 1)] + [
+        ("a" * 32, "acc", 2.0, 3),
+        ("a" * 32, "loss", 1.0, 0),
+    ]
+
+
+def test_a_deferred_end_waits_for_the_next_run_but_not_for_an_idle_process(store_path, monkeypatch):
+    """Run.end(flush_within=...): a batch worker's ended runs share one flush while the
+    next run is live; with no live run left the write happens at once, so the caller
+    waiting for a batch does not wait out the deferral."""
+    monkeypatch.setenv("LEDGER_FLUSH_INTERVAL", "60")
+
+    def on_disk(run_id):  # read the files directly: ledger.query flushes this process first
+        import pyarrow.compute as pc
+
+        from ledger.store import open_store
+
+        table = open_store(store_path).dataset("runs").to_table(columns=["run_id", "event"])
+        mask = pc.and_(pc.equal(table["run_id"], run_id), pc.equal(table["event"], "finished"))
+        return table.filter(mask).num_rows
+
+    first = ledger.start_run("defer", store=store_path)
+    first.end(flush_within=30)
+    time.sleep(1.0)
+    assert on_disk(first.id) == 1  # no live run: written within _IDLE_S and a poll
+
+    second = ledger.start_run("defer", store=store_path)
+    with ledger.start_run("defer", "next", store=store_path) as live:
+        second.end(flush_within=30)
+        time.sleep(1.0)
+        assert on_disk(second.id) == 0  # deferred while the next run is live
+    time.sleep(1.0)
+    assert on_disk(second.id) == 1 and on_disk(live.id) == 1

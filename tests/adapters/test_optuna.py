@@ -379,3 +379,84 @@ def test_trials_rebuilt_from_the_ledger_give_optunas_own_importance(store_path):
     got = get_param_importances(rebuilt, evaluator=FanovaImportanceEvaluator(seed=0))
     assert list(got) == list(expected)
     assert got == pytest.approx(expected, abs=1e-12)
+
+    # `ledger importance` itself (library call and CLI) on the study's runs: Optuna's own
+    # numbers, same evaluator and seed, for two evaluators.
+    from click.testing import CliRunner
+    from ledger.analytics.importance import importance
+
+    from ledger.cli import cli
+
+    for evaluator, make in (
+        ("fanova", lambda: FanovaImportanceEvaluator(seed=0)),
+        ("ped-anova", lambda: optuna.importance.PedAnovaImportanceEvaluator()),
+    ):
+        expected = get_param_importances(study, evaluator=make())
+        frame = importance(
+            store_path,
+            metric="value",
+            mode="min",
+            children_of=callback.study_run.id,
+            evaluator=evaluator,
+            seed=0,
+        )
+        assert frame["param"].to_list() == list(expected)
+        got = dict(zip(frame["param"].to_list(), frame["importance"].to_list(), strict=True))
+        assert got == pytest.approx(expected, abs=1e-9)
+        assert set(frame["runs_used"]) == {len(rebuilt.trials)}
+    result = CliRunner().invoke(
+        cli,
+        [
+            "importance",
+            "--store",
+            store_path,
+            "-m",
+            "value",
+            "--mode",
+            "min",
+            "--children-of",
+            callback.study_run.id,
+            "--evaluator",
+            "fanova",
+            "--seed",
+            "0",
+            "--format",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    expected = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+    assert [row["param"] for row in rows] == list(expected)
+    assert [row["importance"] for row in rows] == pytest.approx(list(expected.values()), abs=1e-9)
+
+
+def test_a_trial_the_ledger_refuses_is_a_warning_and_a_note_not_a_dead_study(store_path, caplog):
+    """Trials become events at the writer's next flush, in one batch; one that cannot be
+    stored (here a user attr whose tag key is over the length limit) must not stop the
+    study or the other trials."""
+    study = optuna.create_study()
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        if trial.number == 2:
+            trial.set_user_attr("k" * 300, 1)
+        return x
+
+    with track_study(study, store=store_path) as callback:
+        study.optimize(objective, n_trials=5, callbacks=[callback])
+    ledger.flush()
+    assert len(study.trials) == 5
+    rows = _trial_rows(store_path)
+    assert rows["number"].to_list() == ["0", "1", "3", "4"]
+    assert "trial 2 not logged: InvalidKeyError" in caplog.text
+    notes = ledger.query(
+        "SELECT message FROM events_runs WHERE event = 'note' AND run_id = ?",
+        store=store_path,
+        params=[callback.study_run.id],
+    )["message"].to_list()
+    assert any(note.startswith("trial 2 not logged: InvalidKeyError") for note in notes)
+    status = ledger.query(
+        "SELECT status FROM runs WHERE run_id = ?", store=store_path, params=[callback.study_run.id]
+    ).rows()
+    assert status == [("finished",)]

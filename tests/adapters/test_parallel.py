@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import ledger
@@ -55,9 +57,41 @@ def _check_batch(results, store, parent_id):
         "SELECT run_id, key, value, value_type FROM params WHERE key = 'depth'", store=store
     )
     assert params.height == len(CONFIGS) and set(params["value_type"]) == {"int"}
+    _check_exactly_once(store, parent_id, {r.run_id: r.status for r in results}, points=3)
 
 
-@pytest.mark.parametrize("backend", ["loky", "threading", "sequential"])
+def _check_exactly_once(store, parent_id, statuses, points):
+    """The raw events, not the folded views: one ``started`` and one end event per run,
+    each child of ``parent_id``, each param once, ``points`` loss points each."""
+    events = ledger.query(
+        "SELECT run_id, list(event ORDER BY ts) AS events, "
+        "count(DISTINCT parent_run_id) AS parents, any_value(parent_run_id) AS parent "
+        "FROM events_runs WHERE event IN ('started', 'finished', 'failed', 'killed') "
+        "AND run_id IN (SELECT run_id FROM events_runs WHERE parent_run_id = ?) "
+        "GROUP BY run_id",
+        store=store,
+        params=[parent_id],
+    )
+    got = {row["run_id"]: row for row in events.iter_rows(named=True)}
+    assert set(got) == set(statuses)
+    for run_id, status in statuses.items():
+        assert got[run_id]["events"] == ["started", status]
+        assert got[run_id]["parents"] == 1 and got[run_id]["parent"] == parent_id
+    dupes = ledger.query(
+        "SELECT run_id, key, count(*) AS n FROM events_params GROUP BY ALL HAVING n > 1",
+        store=store,
+    )
+    assert dupes.height == 0
+    losses = dict(
+        ledger.query(
+            "SELECT run_id, count(*) FROM events_metrics WHERE key = 'loss' GROUP BY ALL",
+            store=store,
+        ).rows()
+    )
+    assert losses == {r: points for r, s in statuses.items() if s == "finished"}
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading", "sequential", "multiprocessing"])
 def test_batch_on_joblib_backends(store_path, backend):
     with ledger.start_run("batch", "lr-sweep", "outer", store=store_path) as outer:
         results = run_experiments(CONFIGS, train, n_jobs=2, backend=backend)
@@ -122,3 +156,87 @@ def test_waiting_for_a_lost_run_gives_up_with_a_warning(store_path, caplog):
     assert not caplog.records
     _await_durable(open_store(store_path), "batch", [run.id, "f" * 32], since, timeout=0.2)
     assert "1 of 2 runs of the batch were not written" in caplog.text
+
+
+# -- Ray: the same batch on Ray's joblib backend, and plain Ray tasks ----------------------
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray instance for the module (start-up takes seconds): 2 CPUs, no
+    dashboard. Workers are started by Ray's raylet, not forked from pytest, so they get
+    the test environment (no capture, fast flushes) and this folder on their path (to
+    unpickle ``train``) from the environment the raylet inherits at ``ray.init``."""
+    ray = pytest.importorskip("ray")
+    here = os.path.dirname(os.path.abspath(__file__))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {
+            "LEDGER_CAPTURE": "0",
+            "LEDGER_CARBON": "0",
+            "LEDGER_FLUSH_INTERVAL": "0.2",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p),
+        }.items():
+            patch.setenv(name, value)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _ray_worker_pids(pids):
+    import psutil
+
+    for pid in pids:
+        assert pid != os.getpid()
+        assert "ray" in " ".join(psutil.Process(pid).cmdline()).lower()
+
+
+@pytest.mark.slow
+def test_batch_on_ray(store_path, ray_cluster):
+    with ledger.start_run("ray", "on-ray", store=store_path) as outer:
+        results = run_experiments(CONFIGS, train, backend="ray", n_jobs=2)
+    ledger.flush()
+    _check_batch(results, store_path, outer.id)
+    pids = ledger.query(
+        "SELECT DISTINCT pid FROM events_runs WHERE event = 'started' AND parent_run_id = ?",
+        store=store_path,
+        params=[outer.id],
+    )["pid"].to_list()
+    assert pids
+    _ray_worker_pids(pids)  # made by Ray's worker processes, not by pytest
+
+
+def _ray_task(store, parent_id, index):
+    """A plain Ray task that tracks itself: a child run of the driver's run."""
+    import os
+
+    import ledger
+
+    with ledger.start_run("ray", "tasks", f"task-{index}", parent=parent_id, store=store) as run:
+        run.log_param("index", index)
+        for step in range(3):
+            ledger.log_metric("loss", 1.0 / (index + step + 1), step=step)
+    ledger.flush()  # durable before the task's result is: the driver may query at once
+    return run.id, os.getpid()
+
+
+@pytest.mark.slow
+def test_plain_ray_tasks_log_child_runs(store_path, ray_cluster):
+    task = ray_cluster.remote(_ray_task)
+    with ledger.start_run("ray", "tasks", "driver", store=store_path) as outer:
+        ledger.flush()
+        returned = ray_cluster.get([task.remote(store_path, outer.id, i) for i in range(6)])
+    ledger.flush()
+    run_ids = [run_id for run_id, _ in returned]
+    assert len(set(run_ids)) == 6
+    _ray_worker_pids({pid for _, pid in returned})
+    _check_exactly_once(store_path, outer.id, dict.fromkeys(run_ids, "finished"), points=3)
+    rows = ledger.query(
+        "SELECT r.name, p.value FROM runs r JOIN params p USING (run_id) "
+        "WHERE r.parent_run_id = ? AND p.key = 'index' ORDER BY r.name",
+        store=store_path,
+        params=[outer.id],
+    ).rows()
+    assert rows == [(f"task-{i}", str(i)) for i in range(6)]
