@@ -9,11 +9,11 @@ process's peak RSS:
 * leaderboard: top 10 runs of one project by best ``val_acc``, filtered on a param;
 * diff: params and latest metrics of two runs side by side;
 * cost report: cost / energy / emissions per project;
-* status: runs per status, plus the 20 most recent runs.
+* status: what ``ledger status`` shows;
+* one run's points: every metric point of one run.
 
-Where the analytics functions of other areas exist at run time (``leaderboard``,
-``diff``, ``costs.report``, ``status``) they are called; otherwise equivalent SQL over
-the views is timed instead, and the report says which was used.
+Each question is the library function its CLI verb calls (``leaderboard``, ``diff``,
+``report_costs``, ``status``, ``metric_history``); a failure is reported as one.
 
 Usage::
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib
-import inspect
 import json
 import os
 import resource
@@ -397,123 +396,50 @@ def cost_columns(
 # -- the questions ----------------------------------------------------------------------
 
 
-SQL = {
-    # Best = highest val_acc point (NaN skipped); the raw `metrics` view keeps `project`
-    # as a partition column, so the project filter prunes 3/4 of the files. The top 10
-    # is taken before joining the runs view, so only 10 runs' names are looked up.
+# Each question is the library call its CLI verb makes ($a, $b: two run ids).
+QUESTIONS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "leaderboard": (
-        "WITH best AS (SELECT run_id, max(value) AS best_val_acc FROM metrics "
-        "WHERE key = 'val_acc' AND project = 'vision' AND NOT isnan(value) GROUP BY run_id), "
-        "top AS (SELECT b.* FROM best b SEMI JOIN (SELECT run_id FROM params "
-        "WHERE key = 'optimizer' AND value = 'adam') p USING (run_id) "
-        "ORDER BY best_val_acc DESC LIMIT 10) "
-        "SELECT r.run_id, r.name, r.experiment, t.best_val_acc FROM top t "
-        "JOIN runs r USING (run_id) ORDER BY t.best_val_acc DESC"
+        "ledger.analytics.leaderboard",
+        "leaderboard",
+        {
+            "metric": "val_acc",
+            "mode": "max",
+            "top": 10,
+            "project": "vision",
+            "where": "params.optimizer = 'adam'",
+        },
     ),
-    "diff": (
-        "SELECT 'param' AS what, key, max(value) FILTER (WHERE run_id = $a) AS a, "
-        "max(value) FILTER (WHERE run_id = $b) AS b FROM params "
-        "WHERE run_id IN ($a, $b) GROUP BY key "
-        "UNION ALL "
-        "SELECT 'metric', key, CAST(max(value) FILTER (WHERE run_id = $a) AS VARCHAR), "
-        "CAST(max(value) FILTER (WHERE run_id = $b) AS VARCHAR) FROM latest_metrics "
-        "WHERE run_id IN ($a, $b) GROUP BY key ORDER BY 1, 2"
-    ),
-    "cost report": (
-        "SELECT r.project, count(*) AS runs, sum(c.cost_usd) AS cost_usd, "
-        "sum(c.energy_kwh) AS energy_kwh, sum(c.emissions_kg) AS emissions_kg "
-        "FROM costs c JOIN runs r USING (run_id) GROUP BY r.project ORDER BY cost_usd DESC"
-    ),
-    "status": (
-        "SELECT status, count(*) AS runs, max(start_time) AS latest_start FROM runs "
-        "GROUP BY status ORDER BY runs DESC"
-    ),
-    "one run's points": "SELECT key, step, value FROM metrics WHERE run_id = $a",
-}
-
-# Library calls other areas provide; tried in order, SQL above when none fits.
-CANDIDATES: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
-    "leaderboard": [
-        (
-            "ledger.analytics.leaderboard",
-            "leaderboard",
-            {
-                "metric": "val_acc",
-                "mode": "max",
-                "limit": 10,
-                "project": "vision",
-                "where": "params.optimizer = 'adam'",
-            },
-        ),
-    ],
-    "diff": [
-        ("ledger.analytics.diff", "diff", {"runs": ["$a", "$b"]}),
-        ("ledger.analytics.diff", "diff_runs", {"runs": ["$a", "$b"]}),
-    ],
-    "cost report": [("ledger.analytics.costs", "report_costs", {"by": "project"})],
-    "one run's points": [("ledger.analytics.runs", "metric_history", {"run_id": "$a"})],
-    "status": [
-        ("ledger.analytics.status", "status", {}),
-        ("ledger.analytics.monitor", "status", {}),
-    ],
+    "diff": ("ledger.analytics.diff", "diff", {"runs": ["$a", "$b"]}),
+    "cost report": ("ledger.analytics.costs", "report_costs", {"by": "project"}),
+    "status": ("ledger.analytics.monitor", "store_status", {}),
+    "one run's points": ("ledger.analytics.runs", "metric_history", {"run_id": "$a"}),
 }
 
 
 def measure(root: str, question: str, repeat: int, a: str, b: str) -> dict[str, Any]:
-    """Run one question ``repeat`` times in this (fresh) process; timings and peak RSS."""
-    from ledger.analytics import engine
+    """Ask one question ``repeat`` times in this (fresh) process; timings and peak RSS.
 
-    used = "SQL over the views"
-    call = None
-    probe = 0.0
-    for module_name, function_name, kwargs in CANDIDATES.get(question, []):
-        try:
-            function = getattr(importlib.import_module(module_name), function_name)
-        except (ImportError, AttributeError):
-            continue
-        parameters = inspect.signature(function).parameters
-        ids = {"$a": a, "$b": b}
-        bound = {
-            key: (
-                [ids.get(v, v) for v in value]
-                if isinstance(value, list)
-                else ids.get(value, value)
-                if isinstance(value, str)
-                else value
-            )
-            for key, value in kwargs.items()
-            if key in parameters
-        }
-        if "store" in parameters:
-            bound["store"] = root
-        try:
-            # This first call is the cold one (a fresh process), so it is timed.
-            started = time.perf_counter()
-            function(**bound)
-            probe = time.perf_counter() - started
-        except Exception as exc:  # a signature we guessed wrong: fall back, say so
-            used = f"SQL over the views ({module_name}.{function_name} failed: {exc!r:.80})"
-            continue
-        used = f"{module_name}.{function_name}()"
-        call = (function, bound)
-        break
-    times = [] if call is None else [probe]
+    The first call is the cold one: it pays the imports, the connection and the views.
+    """
+    module_name, function_name, kwargs = QUESTIONS[question]
+    started = time.perf_counter()  # the cold call includes importing the ledger
+    function = getattr(importlib.import_module(module_name), function_name)
+    ids = {"$a": a, "$b": b}
+    bound = {
+        key: [ids.get(v, v) for v in value] if isinstance(value, list) else ids.get(value, value)
+        for key, value in kwargs.items()
+    }
+    bound["store"] = root
+    times = []
     rows = 0
-    for _ in range(repeat - len(times)):
-        started = time.perf_counter()
-        if call is not None:
-            result = call[0](**call[1])
-        else:
-            con = engine.connect(root)
-            sql = SQL[question]
-            params = {k: v for k, v in (("a", a), ("b", b)) if f"${k}" in sql} or None
-            result = engine.fetch_frame(con, sql, params)
-            con.close()
+    for _ in range(max(1, repeat)):
+        result = function(**bound)
         times.append(time.perf_counter() - started)
-        rows = len(result) if hasattr(result, "__len__") else 0
+        rows = len(getattr(result, "groups", result))  # a cost report: its group rows
+        started = time.perf_counter()
     return {
         "question": question,
-        "used": used,
+        "used": f"{module_name}.{function_name}()",
         "cold_s": times[0],
         "warm_s": statistics.median(times[1:]) if len(times) > 1 else times[0],
         "rows": rows,
@@ -574,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     disk = du(os.path.join(root, "events"))
 
     results = []
-    for question in SQL:
+    for question in QUESTIONS:
         log(f"timing {question}")
         done = subprocess.run(
             [
@@ -642,11 +568,6 @@ def main(argv: list[str] | None = None) -> int:
         "and the result)."
     )
     print("- Targets (issue 9): every interactive query < 2 s on 2 cores, peak memory < 4 GB.")
-    print()
-    print("SQL timed where no library function was used (`$a`, `$b`: two run ids):")
-    print()
-    for question, sql in SQL.items():
-        print(f"- {question}: `{sql}`")
     return 0
 
 
