@@ -30,7 +30,7 @@ from ledger import env, events, txnlog
 from ledger.durations import parse_duration
 from ledger.errors import QueryError
 from ledger.objectstore import filesystem_for, is_object_uri
-from ledger.store import Store, kind_dataset, open_store
+from ledger.store import SCHEMA_PARTITION, Store, kind_dataset, open_store
 from ledger.writer import all_writers
 
 if TYPE_CHECKING:
@@ -295,20 +295,29 @@ def _create_base_views(
         local = [glob for glob in globs if not is_object_uri(glob)]
         parts = []
         if local:
-            listed = ", ".join(quote_literal(glob) for glob in local)
+            # While connect() creates the views, the file list is just the schema files
+            # (see _BIND); every query afterwards binds the view over the globs.
+            listed = (
+                f"coalesce(getvariable({quote_literal(_BIND + kind)}), "
+                f"[{', '.join(quote_literal(glob) for glob in local)}])"
+            )
+            con.execute(
+                f"SET VARIABLE {quote_identifier(_BIND + kind)} = $1::VARCHAR[]",
+                [[_schema_glob(glob) for glob in local]],
+            )
             if store.is_local:
                 # A file is skipped while the commit log hides it (replaced by a committed
                 # compaction/archive/purge, or written by one that has not committed yet),
                 # so a query never sees an event twice or misses one while files move.
                 parts.append(
-                    f"SELECT * EXCLUDE (filename) FROM read_parquet([{listed}], "
+                    f"SELECT * EXCLUDE (filename) FROM read_parquet({listed}, "
                     f"hive_partitioning = true, union_by_name = true, filename = true, "
                     f"hive_types = {HIVE_TYPES}) WHERE filename NOT IN "
                     f"(SELECT file FROM _lifecycle_hidden WHERE kind = {quote_literal(kind)})"
                 )
             else:
                 parts.append(
-                    f"SELECT * FROM read_parquet([{listed}], hive_partitioning = true, "
+                    f"SELECT * FROM read_parquet({listed}, hive_partitioning = true, "
                     f"union_by_name = true, hive_types = {HIVE_TYPES})"
                 )
         for glob in globs:
@@ -327,6 +336,32 @@ def _create_base_views(
         state.connected_at = time.monotonic()
     for statement in statements:
         con.execute(statement)
+
+
+_BIND = "ledger_bind_"
+"""Prefix of the variables holding, while :func:`connect` creates the views, the schema
+files each local ``events_<kind>`` view reads instead of its globs.
+
+Creating a view binds its query, and binding ``read_parquet(..., union_by_name = true)``
+opens the footer of every file it lists: about 1,200 files on the 1,000,000-run scale
+store, a quarter of a cold leaderboard, spent on views a question may never read (the
+leaderboard, ``diff`` and run pages read listed files through their own temporary
+views). DuckDB binds a view's query again at every query that reads it, so a view
+created over the kind's zero-row schema files (every column, one small footer per
+tier) reads the full globs from the first query on, with the same columns and rows;
+the variables are removed before :func:`connect` returns."""
+
+
+def _schema_glob(glob: str) -> str:
+    """The schema files of the kind whose data files ``glob`` (``.../*/*/*.parquet``) matches."""
+    if not glob.endswith(_GLOB_TAIL):
+        return glob
+    return glob[: -len(_GLOB_TAIL)] + f"/{SCHEMA_PARTITION}/*.parquet"
+
+
+def _drop_bind_variables(con: duckdb.DuckDBPyConnection) -> None:
+    for kind in events.KINDS:
+        con.execute(f"RESET VARIABLE {quote_identifier(_BIND + kind)}")
 
 
 def _create_views(con: duckdb.DuckDBPyConnection, only: Collection[str] | None = None) -> None:
@@ -433,8 +468,11 @@ def connect(
     for attempt in range(_VANISHED_RETRIES + 1):
         try:
             # Creating a view binds it, which globs and opens the files.
-            _create_base_views(con, store_obj, include_archived, as_of)
-            _create_views(con, views)
+            try:
+                _create_base_views(con, store_obj, include_archived, as_of)
+                _create_views(con, views)
+            finally:
+                _drop_bind_variables(con)
             break
         except (duckdb.IOException, QueryError) as exc:
             if attempt == _VANISHED_RETRIES or not _vanished(exc):
