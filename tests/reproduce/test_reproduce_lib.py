@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 
 import pytest
 from click.testing import CliRunner
@@ -192,8 +193,19 @@ def test_the_working_process_environment_wins_over_ledger_cli_ones(store_path):
 def test_packages_of_another_interpreter_match_this_one():
     import sys
 
-    from ledger.capture import installed_packages
-
-    assert repro.packages_of(sys.executable) == installed_packages()
+    # ledger.capture's own listing, in a fresh interpreter: this one's sys.path may have
+    # grown (importing ray adds its vendored packages), so its listing can differ.
+    own = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json; from ledger.capture import installed_packages; "
+            "print(json.dumps(installed_packages()))",
+        ],
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    assert repro.packages_of(sys.executable) == json.loads(own.stdout)
     with pytest.raises(InvalidValueError, match="Cannot list the packages"):
         repro.packages_of("/nonexistent/python")
