@@ -554,8 +554,14 @@ class EnergyMeter:
         try:
             self._start()
         except Exception as exc:
-            self.carbon_note = f"energy metering failed to start ({type(exc).__name__}: {exc})"
-            log.warning("ledger: %s", self.carbon_note)
+            if not threading.main_thread().is_alive():
+                # The process ended during the tracker's ~1.5 s start (a short `ledger
+                # run`): nothing was left to meter, so this is a note, not a failure.
+                self.carbon_note = "the process ended before energy metering had started"
+                log.debug("ledger: %s (%s: %s)", self.carbon_note, type(exc).__name__, exc)
+            else:
+                self.carbon_note = f"energy metering failed to start ({type(exc).__name__}: {exc})"
+                log.warning("ledger: %s", self.carbon_note)
         finally:
             self.ready_at = time.time()
             self._ready.set()
