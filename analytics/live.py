@@ -330,20 +330,14 @@ def _glob(pattern: str) -> list[str]:
     if not pattern.endswith(_LAYOUT) or glob.has_magic(prefix):
         return glob.glob(pattern)
     found: list[str] = []
-
-    def entries(path: str) -> list[os.DirEntry[str]]:
-        try:
-            with os.scandir(path) as listing:
-                return [entry for entry in listing if not entry.name.startswith(".")]
-        except OSError:  # missing, or removed while listing (as glob does: skip it)
-            return []
-
-    for project in entries(prefix):
+    for project in _entries(prefix):
         if project.is_dir():
-            for day in entries(project.path):
+            for day in _entries(project.path):
                 if day.is_dir():
                     found.extend(
-                        entry.path for entry in entries(day.path) if entry.name.endswith(".parquet")
+                        entry.path
+                        for entry in _entries(day.path)
+                        if entry.name.endswith(".parquet")
                     )
     return found
 

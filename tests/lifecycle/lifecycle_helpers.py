@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import time
+from pathlib import Path
+
 import polars as pl
 from ledger.analytics.engine import connect, fetch_frame
 
@@ -117,3 +122,38 @@ def full_state(store: str | Store) -> tuple[dict[str, pl.DataFrame], dict[str, i
     finally:
         con.close()
     return snap, total, hot_run_ids(store)
+
+
+def finish_churn_and_check(
+    store: str,
+    writers: list[subprocess.Popen[str]],
+    reader: subprocess.Popen[str],
+    stop: Path,
+    *,
+    operations: int,
+    old_total: int,
+    settle_s: float,
+) -> None:
+    """End a writers + reader + lifecycle churn test: one last compaction, stop the
+    reader, then every point each writer logged is there exactly once and the reader
+    never saw an error or an inconsistent answer."""
+    logged = dict(line.split() for w in writers for line in [w.communicate(timeout=60)[0]])
+    ledger.compact(store, grace="0.5s")
+    time.sleep(settle_s)
+    stop.write_text("stop")
+    report = json.loads(reader.communicate(timeout=60)[0])
+    assert operations >= 3
+    assert report["queries"] >= 2, report
+    assert report["errors"] == [], report
+    assert report["problems"] == [], report
+    final = ledger.query(
+        "SELECT run_id, count(*) AS n, count(DISTINCT seq) AS d FROM events_metrics "
+        "WHERE project = 'live' GROUP BY run_id",
+        store,
+        include_archived=True,
+    )
+    assert {row["run_id"]: row["n"] for row in final.iter_rows(named=True)} == {
+        run_id: int(n) for run_id, n in logged.items()
+    }
+    assert all(final["n"] == final["d"])
+    assert counts(store)["metrics"] == old_total + sum(int(n) for n in logged.values())

@@ -7,14 +7,13 @@ archive never change. At the end every writer's events are all there, exactly on
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
 import time
 
 import pytest
-from lifecycle_helpers import counts, log_runs
+from lifecycle_helpers import counts, finish_churn_and_check, log_runs
 
 import ledger
 
@@ -97,23 +96,6 @@ def test_compact_and_archive_while_writers_append_and_a_reader_reads(store_path,
         ledger.restore(store_path, runs=[old[(i + 2) % 4]], grace="0.5s")
         operations += 3
         i += 1
-    logged = dict(line.split() for w in writers for line in [w.communicate(timeout=60)[0]])
-    ledger.compact(store_path, grace="0.5s")
-    time.sleep(0.5)
-    stop.write_text("stop")
-    report = json.loads(reader.communicate(timeout=60)[0])
-    assert operations >= 3
-    assert report["queries"] >= 2, report
-    assert report["errors"] == [], report
-    assert report["problems"] == [], report
-    final = ledger.query(
-        "SELECT run_id, count(*) AS n, count(DISTINCT seq) AS d FROM events_metrics "
-        "WHERE project = 'live' GROUP BY run_id",
-        store_path,
-        include_archived=True,
+    finish_churn_and_check(
+        store_path, writers, reader, stop, operations=operations, old_total=old_total, settle_s=0.5
     )
-    assert {row["run_id"]: row["n"] for row in final.iter_rows(named=True)} == {
-        run_id: int(n) for run_id, n in logged.items()
-    }
-    assert all(final["n"] == final["d"])
-    assert counts(store_path)["metrics"] == old_total + sum(int(n) for n in logged.values())

@@ -14,7 +14,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from lifecycle_helpers import assert_same, counts, log_runs, snapshot
+from lifecycle_helpers import assert_same, counts, finish_churn_and_check, log_runs, snapshot
 from test_lifecycle_concurrency import READER, WRITER
 
 import ledger
@@ -297,23 +297,12 @@ def test_compact_and_archive_while_writers_append_to_a_bucket_and_a_reader_queri
         ledger.restore(s3_store_uri, runs=[old[(i + 2) % 3]], grace="0.5s")
         operations += 3
         i += 1
-    logged = dict(line.split() for w in writers for line in [w.communicate(timeout=60)[0]])
-    ledger.compact(s3_store_uri, grace="0.5s")
-    time.sleep(1.0)
-    stop.write_text("stop")
-    report = json.loads(reader.communicate(timeout=60)[0])
-    assert operations >= 3
-    assert report["queries"] >= 2, report
-    assert report["errors"] == [], report
-    assert report["problems"] == [], report
-    final = ledger.query(
-        "SELECT run_id, count(*) AS n, count(DISTINCT seq) AS d FROM events_metrics "
-        "WHERE project = 'live' GROUP BY run_id",
+    finish_churn_and_check(
         s3_store_uri,
-        include_archived=True,
+        writers,
+        reader,
+        stop,
+        operations=operations,
+        old_total=old_total,
+        settle_s=1.0,
     )
-    assert {row["run_id"]: row["n"] for row in final.iter_rows(named=True)} == {
-        run_id: int(n) for run_id, n in logged.items()
-    }
-    assert all(final["n"] == final["d"])
-    assert counts(s3_store_uri)["metrics"] == old_total + sum(int(n) for n in logged.values())
