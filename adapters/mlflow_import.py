@@ -1896,9 +1896,11 @@ def _import_chunks(
 ) -> None:
     """Import every chunk, overlapping the work that can overlap on two cores.
 
-    1. The reader's whole-selection metric scan starts in a worker thread (ADBC and file
-       reads release the GIL) while this thread lists artifacts and builds every row that
-       does not depend on metrics (params, tags, datasets, run events).
+    1. The reader's whole-selection metric scan and its sort into :class:`_Points` run in
+       a worker thread (ADBC, file reads and NumPy release the GIL; the sqlite reader
+       started the scan already while reading params and tags) while this thread lists
+       artifacts and builds every row that does not depend on metrics (params, tags,
+       datasets, run events).
     2. Then each chunk gets its fingerprints and, unless unchanged, its remaining rows;
        its files, metric points included, are built and written by two worker threads.
 
@@ -1914,7 +1916,7 @@ def _import_chunks(
     writes: list[tuple[str, Future[int]]] = []
     broken: dict[str, str] = {}
     try:
-        bulk = pool.submit(reader.bulk_metrics, ordered) if ordered else None
+        bulk = pool.submit(_bulk_points, reader, ordered) if ordered else None
         listed: dict[str, list[ArtifactFile]] = {}
         for record in ordered:
             files: list[ArtifactFile] = []
@@ -1933,13 +1935,12 @@ def _import_chunks(
             else [_static(chunk, broken, reader, experiments, project) for chunk in chunks]
         )
         result = bulk.result() if bulk is not None else None
-        bulk = None  # the future holds the scanned table too: let it go after _Points
+        bulk = None
         points: _Points | None = None
         if result is not None:
-            table, unreadable = result
+            points, unreadable = result
             broken.update(unreadable)
-            points = _Points(table, [r.run_id for r in ordered])
-            del table, result
+            del result
         first = 0
         for index, chunk in enumerate(chunks):
             stop = first + len(chunk.runs)
@@ -1978,6 +1979,17 @@ def _import_chunks(
     for record in ordered:
         if record.run_id in broken:
             summary.errors.append((record.run_id, broken[record.run_id]))
+
+
+def _bulk_points(reader: Reader, ordered: list[RunRecord]) -> tuple[_Points, dict[str, str]] | None:
+    """The reader's whole-selection scan, coded and sorted into :class:`_Points` in the
+    same worker thread, so that the sort overlaps the main thread's work too."""
+    result = reader.bulk_metrics(ordered)
+    if result is None:
+        return None
+    table, unreadable = result
+    del result
+    return _Points(table, [r.run_id for r in ordered]), unreadable
 
 
 def _static(
