@@ -202,6 +202,9 @@ def _date_ms(value: str | dt.date | dt.datetime | None) -> int | None:
     return int(start.timestamp() * 1000)
 
 
+_SIGNED_INT = re.compile(r"[+-]?\d+")
+
+
 def param_type(text: str) -> str:
     """The type name a param's text would have had when logged from Python."""
     if text.isdigit() and text.isascii():
@@ -210,7 +213,7 @@ def param_type(text: str) -> str:
         return "bool"
     if text == "None":
         return "null"
-    if re.fullmatch(r"[+-]?\d+", text):
+    if _SIGNED_INT.fullmatch(text):
         return "int"
     try:
         float(text)
