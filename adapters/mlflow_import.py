@@ -551,7 +551,7 @@ class SqlReader(Reader):
         if self._engine is not None or not selected or selected * 10 < self._total_runs:
             return
         plan = self._scan_plan()
-        if plan is None:
+        if plan is None or not self._adbc:  # without ADBC the scan would share self._con
             return
         from concurrent.futures import ThreadPoolExecutor
 
