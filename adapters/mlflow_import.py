@@ -44,6 +44,8 @@ from ledger.ids import stable_id
 from ledger.store import Store, check_project_name, open_store
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import polars as pl
     import pyarrow as pa
 
@@ -200,6 +202,9 @@ def _date_ms(value: str | dt.date | dt.datetime | None) -> int | None:
     return int(start.timestamp() * 1000)
 
 
+_SIGNED_INT = re.compile(r"[+-]?\d+")
+
+
 def param_type(text: str) -> str:
     """The type name a param's text would have had when logged from Python."""
     if text.isdigit() and text.isascii():
@@ -208,7 +213,7 @@ def param_type(text: str) -> str:
         return "bool"
     if text == "None":
         return "null"
-    if re.fullmatch(r"[+-]?\d+", text):
+    if _SIGNED_INT.fullmatch(text):
         return "int"
     try:
         float(text)
@@ -376,6 +381,7 @@ class SqlReader(Reader):
         self._whole_table = False
         self._total_runs = 0
         self._adbc: bool | None = None
+        self._prefetch: tuple[tuple[str, list[Any]], Future[pa.Table]] | None = None
         if uri.startswith("sqlite:"):
             path = uri[len("sqlite:") :].lstrip("/") if uri.startswith("sqlite:////") else None
             path = "/" + path if path is not None else uri[len("sqlite:///") :]
@@ -452,6 +458,7 @@ class SqlReader(Reader):
         self._selection = (where, list(params))
         self._total_runs = self._query("SELECT count(*) FROM runs")[0][0]
         self._whole_table = self._total_runs == len(rows)
+        self._start_prefetch(len(rows))
         records = {
             r[0]: RunRecord(
                 run_id=r[0],
@@ -527,16 +534,99 @@ class SqlReader(Reader):
 
     def bulk_metrics(self, runs: list[RunRecord]) -> tuple[pa.Table, dict[str, str]] | None:
         """Every point of the selection in one scan, when the table is small enough."""
+        prefetch, self._prefetch = self._prefetch, None
         if self._engine is not None or self._selection is None or not runs:
             return None
+        if len(runs) * 10 < self._total_runs:
+            return None  # a small part (--since): the index is cheaper
+        if prefetch is not None and prefetch[0] == self._selection:
+            return prefetch[1].result(), {}
+        plan = self._scan_plan()
+        return (self._scan(*plan), {}) if plan is not None else None
+
+    def _start_prefetch(self, selected: int) -> None:
+        """Start :meth:`bulk_metrics`' scan in a thread as soon as the selection is known,
+        so that it overlaps reading params and tags (Python work that holds the GIL,
+        while ADBC releases it)."""
+        if self._engine is not None or not selected or selected * 10 < self._total_runs:
+            return
+        plan = self._scan_plan()
+        if plan is None or not self._adbc:  # without ADBC the scan would share self._con
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="ledger-mlflow-scan")
+        assert self._selection is not None
+        self._prefetch = (self._selection, pool.submit(self._scan, *plan))
+        pool.shutdown(wait=False)
+
+    def _scan_plan(self) -> tuple[str, list[Any], int, list[str]] | None:
+        """(where, params, max rowid, metric keys) of the whole-selection scan, or None
+        when the table is too big for one; read here, on the reader's own connection, so
+        that :meth:`_scan` needs none but its ADBC ones and may run in any thread."""
+        assert self._selection is not None
         top = self._max_rowid()
-        if top > self.PREFETCH_ROWS or len(runs) * 10 < self._total_runs:
-            return None  # too big, or a small part (--since): the index is cheaper
+        if top > self.PREFETCH_ROWS:
+            return None
         where, params = self._selection
-        if self._whole_table:  # every run is selected: a plain sequential scan
-            return self._metric_rows("true", [], top), {}
-        sub = f"run_uuid IN (SELECT run_uuid FROM runs WHERE {where})"
-        return self._metric_rows(sub, params, top), {}
+        if not self._whole_table:
+            where, params = f"run_uuid IN (SELECT run_uuid FROM runs WHERE {where})", params
+        else:  # every run is selected: a plain sequential scan
+            where, params = "true", []
+        keys: list[str] = []
+        if self._arrow("SELECT 1", []) is not None:
+            # The distinct keys by seeks on MLflow's primary key index ("key" leads it).
+            keys = sorted(
+                row[0]
+                for row in self._query(
+                    'WITH RECURSIVE k(key) AS (SELECT min("key") FROM metrics UNION ALL '
+                    'SELECT (SELECT min("key") FROM metrics WHERE "key" > k.key) FROM k '
+                    f"WHERE k.key IS NOT NULL LIMIT {self.KEY_CODES + 2}) "
+                    "SELECT key FROM k WHERE key IS NOT NULL"
+                )
+            )
+        return where, list(params), top, keys
+
+    def _scan(self, where: str, params: list[Any], top: int, keys: list[str]) -> pa.Table:
+        coded = self._coded_metric_rows(where, params, top, keys)
+        return coded if coded is not None else self._metric_rows(where, params, top)
+
+    # Up to this many distinct metric keys are turned into integer codes inside SQLite.
+    KEY_CODES = 32
+
+    def _coded_metric_rows(
+        self, where: str, params: list[Any], top: int, keys: list[str]
+    ) -> pa.Table | None:
+        """:meth:`_metric_rows` with "key" as a dictionary column whose codes SQLite
+        computes (a CASE over the distinct ``keys``): decoding a string per row into
+        Arrow, then hashing it again to code it, is a good part of a scan's cost. None
+        when the keys are too many or unknown, or a key appeared that the CASE does not
+        know (a concurrent writer): the caller then scans with strings."""
+        import pyarrow as pa
+
+        if not keys or len(keys) > self.KEY_CODES:
+            return None
+        case = " ".join(f"WHEN ? THEN {i}" for i in range(len(keys)))
+        try:
+            table = self._metric_rows(
+                where, [*keys, *params], top, f'CASE "key" {case} END AS "key"'
+            )
+        except Exception:  # e.g. a batch of only unknown keys typed as NULL: use strings
+            return None
+        if table.num_rows == 0:
+            return table
+        codes = table.column("key")
+        if codes.null_count or not pa.types.is_integer(codes.type):
+            return None
+        dictionary = pa.array(keys, pa.string())
+        key = pa.chunked_array(
+            [
+                pa.DictionaryArray.from_arrays(chunk.cast(pa.int32()), dictionary)
+                for chunk in codes.chunks
+            ],
+            pa.dictionary(pa.int32(), pa.string()),
+        )
+        return table.set_column(table.schema.get_field_index("key"), "key", key)
 
     def metrics(self, runs: list[RunRecord]) -> pa.Table:
         if not runs:
@@ -547,12 +637,12 @@ class SqlReader(Reader):
     def _max_rowid(self) -> int:
         return int(self._query("SELECT max(rowid) FROM metrics")[0][0] or 0)
 
-    def _metric_rows(self, where: str, params: list[Any], top: int) -> pa.Table:
+    def _metric_rows(self, where: str, params: list[Any], top: int, key: str = '"key"') -> pa.Table:
+        import numpy as np
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         sql = (
-            'SELECT run_uuid AS run_id, "key", value, step, timestamp, is_nan FROM metrics '
+            f"SELECT run_uuid AS run_id, {key}, value, step, timestamp, is_nan FROM metrics "
             f"WHERE {where}"
         )
         table = self._arrow_scan(sql, params, top)
@@ -574,18 +664,19 @@ class SqlReader(Reader):
             )
         if table.num_rows == 0:
             return _metrics_table(None)
-        # MLflow's SQL store keeps NaN as 0 + is_nan and ±inf as ±DBL_MAX: map them back.
-        value = table.column("value").cast(pa.float64())
-        value = pc.if_else(pc.greater_equal(value, DBL_MAX), math.inf, value)
-        value = pc.if_else(pc.less_equal(value, -DBL_MAX), -math.inf, value)
-        value = pc.if_else(
-            pc.not_equal(table.column("is_nan").cast(pa.int64()), 0), math.nan, value
-        )
+        # MLflow's SQL store keeps NaN as 0 + is_nan and ±inf as ±DBL_MAX: map them back,
+        # in place on one NumPy copy (three Arrow if_else passes cost ~4x as much).
+        value = np.array(table.column("value").cast(pa.float64()).to_numpy(), np.float64)
+        np.putmask(value, value >= DBL_MAX, math.inf)
+        np.putmask(value, value <= -DBL_MAX, -math.inf)
+        np.putmask(value, table.column("is_nan").cast(pa.int64()).to_numpy() != 0, math.nan)
         return pa.table(
             {
                 "run_id": table.column("run_id").cast(pa.string()),
-                "key": table.column("key").cast(pa.string()),
-                "value": value,
+                "key": table.column("key")
+                if key != '"key"'
+                else table.column("key").cast(pa.string()),
+                "value": pa.array(value, pa.float64()),
                 "step": table.column("step").cast(pa.int64()),
                 "timestamp": table.column("timestamp").cast(pa.int64()),
             }
@@ -635,6 +726,9 @@ class SqlReader(Reader):
         return [LoggedModel(r[0], r[1], str(r[2]), r[3], r[4], r[5]) for r in rows]
 
     def close(self) -> None:
+        prefetch, self._prefetch = self._prefetch, None
+        if prefetch is not None:  # a scan nobody asked for after all: let it finish
+            prefetch[1].exception()
         self._con.close()
         if self._engine is not None:
             self._engine.dispose()
@@ -1556,12 +1650,22 @@ class _Points:
                 keep = pc.is_valid(rank)
                 table = table.filter(keep)
                 rank = rank.filter(keep)
-        unique = pc.unique(table.column("key")).to_pylist() if table.num_rows else []
-        self.keys = pa.array(sorted(unique), pa.string())
+        column = table.column("key")
+        coded = pa.types.is_dictionary(column.type)  # sorted keys and codes from the reader
+        if coded:
+            self.keys = (
+                column.chunk(0).dictionary if column.num_chunks else pa.array([], pa.string())
+            )
+        else:
+            unique = pc.unique(column).to_pylist() if table.num_rows else []
+            self.keys = pa.array(sorted(unique), pa.string())
         if table.num_rows:
             # int32 codes (what index_in gives): half the memory traffic of int64
             self._run = np.asarray(rank.to_numpy(), dtype=np.int32)
-            key = pc.index_in(table.column("key"), value_set=self.keys).to_numpy()
+            if coded:
+                key = np.concatenate([c.indices.to_numpy() for c in column.chunks])
+            else:
+                key = pc.index_in(column, value_set=self.keys).to_numpy()
             self._key = np.asarray(key, dtype=np.int32)
             self._step = np.asarray(table.column("step").to_numpy(), dtype=np.int64)
             self._stamp = np.asarray(table.column("timestamp").to_numpy(), dtype=np.int64)
@@ -1795,15 +1899,17 @@ def _import_chunks(
 ) -> None:
     """Import every chunk, overlapping the work that can overlap on two cores.
 
-    1. The reader's whole-selection metric scan starts in a worker thread (ADBC and file
-       reads release the GIL) while this thread lists artifacts and builds every row that
-       does not depend on metrics (params, tags, datasets, run events).
+    1. The reader's whole-selection metric scan and its sort into :class:`_Points` run in
+       a worker thread (ADBC, file reads and NumPy release the GIL; the sqlite reader
+       started the scan already while reading params and tags) while this thread lists
+       artifacts and builds every row that does not depend on metrics (params, tags,
+       datasets, run events).
     2. Then each chunk gets its fingerprints and, unless unchanged, its remaining rows;
        its files, metric points included, are built and written by two worker threads.
 
     Readers without a whole-selection scan are read chunk by chunk in step 2.
     """
-    from concurrent.futures import Future, ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor
 
     ordered = [record for chunk in chunks for record in chunk.runs]
     total = len(ordered)
@@ -1813,7 +1919,7 @@ def _import_chunks(
     writes: list[tuple[str, Future[int]]] = []
     broken: dict[str, str] = {}
     try:
-        bulk = pool.submit(reader.bulk_metrics, ordered) if ordered else None
+        bulk = pool.submit(_bulk_points, reader, ordered) if ordered else None
         listed: dict[str, list[ArtifactFile]] = {}
         for record in ordered:
             files: list[ArtifactFile] = []
@@ -1832,13 +1938,12 @@ def _import_chunks(
             else [_static(chunk, broken, reader, experiments, project) for chunk in chunks]
         )
         result = bulk.result() if bulk is not None else None
-        bulk = None  # the future holds the scanned table too: let it go after _Points
+        bulk = None
         points: _Points | None = None
         if result is not None:
-            table, unreadable = result
+            points, unreadable = result
             broken.update(unreadable)
-            points = _Points(table, [r.run_id for r in ordered])
-            del table, result
+            del result
         first = 0
         for index, chunk in enumerate(chunks):
             stop = first + len(chunk.runs)
@@ -1877,6 +1982,17 @@ def _import_chunks(
     for record in ordered:
         if record.run_id in broken:
             summary.errors.append((record.run_id, broken[record.run_id]))
+
+
+def _bulk_points(reader: Reader, ordered: list[RunRecord]) -> tuple[_Points, dict[str, str]] | None:
+    """The reader's whole-selection scan, coded and sorted into :class:`_Points` in the
+    same worker thread, so that the sort overlaps the main thread's work too."""
+    result = reader.bulk_metrics(ordered)
+    if result is None:
+        return None
+    table, unreadable = result
+    del result
+    return _Points(table, [r.run_id for r in ordered]), unreadable
 
 
 def _static(
