@@ -133,7 +133,7 @@ def _list_remote(state: _RemoteSources, stale: list[tuple[str, str, str]]) -> li
     The log is read, the sources listed, and the log's record names listed again; if a
     transaction started, committed or was cleaned up in between, the listing may mix
     two states of the store, so it is made again (the same rule the local views follow
-    in :func:`_retry_vanished`).
+    in :func:`consistent`).
     """
     datasets: list[Any] = []
     with ThreadPoolExecutor(max_workers=min(8, len(stale))) as pool:
@@ -558,7 +558,7 @@ def fetch_rows(
         names = [column[0] for column in result.description or ()]
         return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
-    return _retry_vanished(con, rows)
+    return consistent(con, rows)
 
 
 def _fetch(
@@ -566,9 +566,7 @@ def _fetch(
 ) -> pl.DataFrame:
     import polars as pl
 
-    frame = _retry_vanished(
-        con, lambda: pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
-    )
+    frame = consistent(con, lambda: pl.from_arrow(con.sql(sql, params=params).to_arrow_table()))
     assert isinstance(frame, pl.DataFrame)
     return frame
 
@@ -581,10 +579,6 @@ def consistent(con: duckdb.DuckDBPyConnection, fetch: Callable[[], _T]) -> _T:
     a clean-up deleted (the check every query of :func:`fetch_frame` gets). For work
     that lists files itself (:func:`ledger.analytics.pruning.snapshot_cursor`): list
     inside ``fetch``."""
-    return _retry_vanished(con, fetch)
-
-
-def _retry_vanished(con: duckdb.DuckDBPyConnection, fetch: Callable[[], _T]) -> _T:
     store = _lifecycle_stores.get(id(con))
     for attempt in range(_VANISHED_RETRIES + 1):
         before = txnlog.log_version(store) if store is not None else None
