@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-from ledger.analytics.engine import connection, fetch_frame, quote_literal
-from ledger.analytics.pruning import runs_cursor, visible_files_of
+from ledger.analytics.engine import connection, consistent, fetch_frame, quote_literal
+from ledger.analytics.pruning import listing, runs_cursor
 from ledger.analytics.resolve import resolve_runs
 from ledger.analytics.summaries import summaries_sql
 
@@ -50,6 +50,7 @@ ENV_FIELDS = (
     ("host.cpu_count", ("host", "cpu_count")),
     ("cwd", ("cwd",)),
 )
+_FACT_KINDS = ("runs", "params", "tags", "datasets")
 RUN_FIELDS = (
     "name",
     "project",
@@ -138,10 +139,21 @@ def diff(
         raise InvalidValueError(f"diff needs at least two runs, got {len(runs)}")
     views = ("runs", "params", "tags", "datasets", "metric_summaries")
     with connection(con, store, views=views) as con:
-        ids = resolve_runs(con, runs, experiment, project=project)
-        if len(set(ids)) < len(ids):
-            raise InvalidValueError(f"The same run is given twice: {', '.join(runs)}")
-        rows = _facts(con, ids, modes)
+
+        def compare() -> tuple[list[str], dict[tuple[str, str], dict[str, str | None]]]:
+            assert con is not None
+            # One listing of every kind the question reads, shared by the resolver, the
+            # facts and the metric summaries; taken inside consistent(), so a listing
+            # that straddled a lifecycle commit (or lost a file to its clean-up) is made
+            # again.
+            listed = listing(con, _FACT_KINDS, ("metrics", "summaries"))
+            files = listed["runs"] if listed is not None else None
+            ids = resolve_runs(con, runs, experiment, project=project, files=files)
+            if len(set(ids)) < len(ids):
+                raise InvalidValueError(f"The same run is given twice: {', '.join(runs)}")
+            return ids, _facts(con, ids, modes, listed)
+
+        ids, rows = consistent(con, compare)
         labels = _column_labels(ids, rows.get(("run", "name"), {}))
     import polars as pl
 
@@ -156,14 +168,14 @@ def diff(
 
 
 def _facts(
-    con: duckdb.DuckDBPyConnection, ids: list[str], modes: Mapping[str, str] | None
+    con: duckdb.DuckDBPyConnection,
+    ids: list[str],
+    modes: Mapping[str, str] | None,
+    listed: dict[str, list[str]] | None,
 ) -> dict[tuple[str, str], dict[str, str | None]]:
     # Only the files whose run_id statistics can hold these runs are read (a handful of
     # a few hundred), and a literal IN list lets DuckDB skip row groups within them.
-    kinds = ("runs", "params", "tags", "datasets")
-    # One listing for every kind the facts read (the metric summaries' files too).
-    listed = visible_files_of(con, [*kinds, "metrics", "summaries"])
-    pruned = runs_cursor(con, ids, kinds, listed)
+    pruned = runs_cursor(con, ids, _FACT_KINDS, listed) if listed is not None else None
     try:
         return _read_facts(pruned or con, con, ids, modes, listed)
     finally:

@@ -608,6 +608,12 @@ _lifecycle_stores: dict[int, Store] = {}
 """Connections over file-system stores -> their store, for the commit-log check."""
 
 
+def lifecycle_store(con: duckdb.DuckDBPyConnection) -> Store | None:
+    """The file-system store whose commit log ``con``'s views read (``_lifecycle_hidden``);
+    None for object stores and for cursors (ask the view)."""
+    return _lifecycle_stores.get(id(con))
+
+
 def _vanished(exc: BaseException) -> bool:
     text = str(exc)
     return (

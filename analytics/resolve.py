@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import duckdb
-from ledger.analytics.engine import cursor as engine_cursor
 from ledger.analytics.engine import quote_literal
-from ledger.analytics.pruning import files_matching, runs_cursor, visible_files
+from ledger.analytics.pruning import files_for_runs, files_matching, read_sql, visible_files
 
 from ledger.errors import AmbiguousRunError, RunNotFoundError
 
@@ -47,7 +46,7 @@ SELECT
     arg_min(experiment, ts) FILTER (WHERE event = 'started') AS experiment,
     any_value(project) AS project,
     min(ts) FILTER (WHERE event = 'started') AS start_time
-FROM events_runs
+FROM {source}
 WHERE run_id IN ({ids})
 GROUP BY run_id
 HAVING start_time IS NOT NULL
@@ -62,14 +61,16 @@ def _prefix(ref: str) -> str | None:
 
 
 def _candidates(
-    con: duckdb.DuckDBPyConnection, cursor: duckdb.DuckDBPyConnection, refs: list[str]
+    con: duckdb.DuckDBPyConnection, refs: list[str], files: list[str] | None = None
 ) -> dict[str, list[tuple[str, str | None, str | None, str | None]]]:
     """For each reference, the folded runs (id, name, experiment, project) it may name:
-    at most 1000 runs per reference, found in one scan and folded in one more."""
+    at most 1000 runs per reference, found in one scan and folded in one more.
+    ``files``: the visible ``runs`` files when the caller listed them already."""
     # On a local store each branch reads only the files whose name or run_id statistics
     # can match (the visible files: what the commit log hides is never listed).
-    files = None
-    if not con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
+    if files is None and not con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[
+        0
+    ][0]:
         files = visible_files(con, "runs")
     branches, values = [], {}
 
@@ -102,25 +103,22 @@ def _candidates(
             branches="\nUNION ALL\n".join(branches), limit=1000 * len(refs)
         )
         used = {key: value for key, value in values.items() if f"${key}" in sql}
-        ids = [row[0] for row in cursor.execute(sql, used).fetchall()]
+        ids = [row[0] for row in con.execute(sql, used).fetchall()]
     if len(ids) >= 1000 * len(refs) and len(refs) > 1:
         # A shared LIMIT may have cut one reference's candidates short: one at a time.
         out: dict[str, list[tuple[str, str | None, str | None, str | None]]] = {}
         for ref in refs:
-            out.update(_candidates(con, cursor, [ref]))
+            out.update(_candidates(con, [ref], files))
         return out
     rows = []
     if ids:
-        listed = ", ".join("'" + run_id.replace("'", "''") + "'" for run_id in ids)
-        pruned = runs_cursor(con, ids, ("runs",)) if files else None
-        try:
-            rows = [
-                row[:4]
-                for row in (pruned or cursor).execute(_FOLD_SQL.format(ids=listed)).fetchall()
-            ]
-        finally:
-            if pruned is not None:
-                pruned.close()
+        listed = ", ".join(quote_literal(run_id) for run_id in ids)
+        # The candidates' events only: the files whose run_id statistics can hold them,
+        # read with the events_runs view's options (the project column included).
+        source = read_sql(files_for_runs(files, ids)) if files else "events_runs"
+        rows = [
+            row[:4] for row in con.execute(_FOLD_SQL.format(ids=listed, source=source)).fetchall()
+        ]
     out = {}
     for ref in refs:
         prefix = _prefix(ref)
@@ -169,57 +167,53 @@ def _resolve(
     if not ref:
         raise RunNotFoundError("Empty run reference: give a run id, id prefix or name")
     scope = {"experiment": experiment, "project": project}
-    cursor = engine_cursor(con)
-    try:
-        prefix = _prefix(ref)
-        if found is None:
-            found = _candidates(con, cursor, [ref])[ref]
-        rows = [
-            row
-            for row in found
-            if (experiment is None or row[2] == experiment)
-            and (project is None or row[3] == project)
-        ]
-        by_name = [(row[0], row[1], row[2]) for row in rows if row[1] == ref]
-        if len(by_name) > 1:
-            raise AmbiguousRunError(
-                f"Run name {ref!r} matches {len(by_name)} runs: {_describe(by_name)}; "
-                "give an id (prefix) or --experiment"
-            )
-        by_prefix = sorted(
-            (row[0],) for row in rows if prefix is not None and row[0].startswith(prefix)
+    prefix = _prefix(ref)
+    if found is None:
+        found = _candidates(con, [ref])[ref]
+    rows = [
+        row
+        for row in found
+        if (experiment is None or row[2] == experiment)
+        and (project is None or row[3] == project)
+    ]
+    by_name = [(row[0], row[1], row[2]) for row in rows if row[1] == ref]
+    if len(by_name) > 1:
+        raise AmbiguousRunError(
+            f"Run name {ref!r} matches {len(by_name)} runs: {_describe(by_name)}; "
+            "give an id (prefix) or --experiment"
         )
-        exact = [row for row in by_prefix if row[0] == ref.lower()]
-        if exact:
-            return exact[0][0]
-        if by_name:
-            if by_prefix and by_prefix[0][0] != by_name[0][0]:
-                raise AmbiguousRunError(
-                    f"{ref!r} is both the name of run {by_name[0][0]} and a prefix of "
-                    f"{_describe(by_prefix)}; give more of the id"
-                )
-            return by_name[0][0]
-        if len(by_prefix) == 1:
-            return by_prefix[0][0]
-        if by_prefix:
+    by_prefix = sorted(
+        (row[0],) for row in rows if prefix is not None and row[0].startswith(prefix)
+    )
+    exact = [row for row in by_prefix if row[0] == ref.lower()]
+    if exact:
+        return exact[0][0]
+    if by_name:
+        if by_prefix and by_prefix[0][0] != by_name[0][0]:
             raise AmbiguousRunError(
-                f"Run id prefix {ref!r} matches {len(by_prefix)}"
-                f"{'+' if len(by_prefix) >= 1000 else ''} runs: "
-                f"{_describe(by_prefix)}; give more characters"
+                f"{ref!r} is both the name of run {by_name[0][0]} and a prefix of "
+                f"{_describe(by_prefix)}; give more of the id"
             )
-        if "/" in ref and experiment is None:
-            exp_name, _, run_name = ref.partition("/")
-            try:
-                return resolve_run(con, run_name, experiment=exp_name, project=project)
-            except RunNotFoundError:
-                pass
-        where = "".join(
-            f" in {label} {value!r}" for label, value in scope.items() if value is not None
+        return by_name[0][0]
+    if len(by_prefix) == 1:
+        return by_prefix[0][0]
+    if by_prefix:
+        raise AmbiguousRunError(
+            f"Run id prefix {ref!r} matches {len(by_prefix)}"
+            f"{'+' if len(by_prefix) >= 1000 else ''} runs: "
+            f"{_describe(by_prefix)}; give more characters"
         )
-        hint = "" if len(ref) >= MIN_PREFIX else f" (id prefixes need {MIN_PREFIX}+ characters)"
-        raise RunNotFoundError(f"No run matches {ref!r}{where}: not an id, id prefix or name{hint}")
-    finally:
-        cursor.close()
+    if "/" in ref and experiment is None:
+        exp_name, _, run_name = ref.partition("/")
+        try:
+            return resolve_run(con, run_name, experiment=exp_name, project=project)
+        except RunNotFoundError:
+            pass
+    where = "".join(
+        f" in {label} {value!r}" for label, value in scope.items() if value is not None
+    )
+    hint = "" if len(ref) >= MIN_PREFIX else f" (id prefixes need {MIN_PREFIX}+ characters)"
+    raise RunNotFoundError(f"No run matches {ref!r}{where}: not an id, id prefix or name{hint}")
 
 
 def resolve_runs(
@@ -228,8 +222,11 @@ def resolve_runs(
     experiment: str | None = None,
     *,
     project: str | None = None,
+    files: list[str] | None = None,
 ) -> list[str]:
     """Resolve each of ``refs`` with :func:`resolve_run`; ids in the order given.
+    ``files``: the visible ``runs`` files when the caller has listed them already
+    (see :func:`ledger.analytics.pruning.listing`; not on an ``as_of`` connection).
 
     Raises:
         RunNotFoundError: a reference matches nothing.
@@ -239,11 +236,7 @@ def resolve_runs(
     wanted = list(dict.fromkeys(ref.strip() for ref in refs if ref.strip()))
     found: dict[str, list[tuple[str, str | None, str | None, str | None]]] = {}
     if wanted:
-        cursor = engine_cursor(con)
-        try:
-            found = _candidates(con, cursor, wanted)
-        finally:
-            cursor.close()
+        found = _candidates(con, wanted, files)
     return [
         _resolve(con, ref, found.get(ref.strip()), experiment=experiment, project=project)
         for ref in refs
