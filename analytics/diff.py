@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-from ledger.analytics.engine import connection, consistent, fetch_frame, quote_literal
-from ledger.analytics.pruning import listing, runs_cursor
-from ledger.analytics.resolve import resolve_runs
+from ledger.analytics.engine import connection, consistent, quote_literal
+from ledger.analytics.pruning import listing, runs_cursor, stat_once
+from ledger.analytics.resolve import resolve_and_locate
 from ledger.analytics.summaries import summaries_sql
 
 from ledger.errors import InvalidValueError
@@ -146,12 +146,15 @@ def diff(
             # facts and the metric summaries; taken inside consistent(), so a listing
             # that straddled a lifecycle commit (or lost a file to its clean-up) is made
             # again.
-            listed = listing(con, _FACT_KINDS, ("metrics", "summaries"))
-            files = listed["runs"] if listed is not None else None
-            ids = resolve_runs(con, runs, experiment, project=project, files=files)
-            if len(set(ids)) < len(ids):
-                raise InvalidValueError(f"The same run is given twice: {', '.join(runs)}")
-            return ids, _facts(con, ids, modes, listed)
+            with stat_once():
+                listed = listing(con, _FACT_KINDS, ("metrics", "summaries"))
+                files = listed["runs"] if listed is not None else None
+                ids, located = resolve_and_locate(
+                    con, runs, experiment, project=project, files=files
+                )
+                if len(set(ids)) < len(ids):
+                    raise InvalidValueError(f"The same run is given twice: {', '.join(runs)}")
+                return ids, _facts(con, ids, modes, listed, located)
 
         ids, rows = consistent(con, compare)
         labels = _column_labels(ids, rows.get(("run", "name"), {}))
@@ -172,15 +175,39 @@ def _facts(
     ids: list[str],
     modes: Mapping[str, str] | None,
     listed: dict[str, list[str]] | None,
+    located: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[tuple[str, str], dict[str, str | None]]:
     # Only the files whose run_id statistics can hold these runs are read (a handful of
-    # a few hundred), and a literal IN list lets DuckDB skip row groups within them.
-    pruned = runs_cursor(con, ids, _FACT_KINDS, listed) if listed is not None else None
+    # a few hundred), and a literal IN list lets DuckDB skip row groups within them. The
+    # runs files are known exactly when resolving located the runs (``located``).
+    exact = None
+    if located is not None and all(run_id in located for run_id in ids):
+        exact = {"runs": sorted({path for run_id in ids for path in located[run_id]})}
+    pruned = runs_cursor(con, ids, _FACT_KINDS, listed, exact) if listed is not None else None
     try:
         return _read_facts(pruned or con, con, ids, modes, listed)
     finally:
         if pruned is not None:
             pruned.close()
+
+
+# Every fact of the runs in one statement (one plan, one round trip instead of five): one
+# branch per view, each with its own columns, the rest NULL (UNION ALL BY NAME).
+_FACTS_SQL = """
+SELECT 'run' AS section, run_id, {run_columns}, seeds, environment FROM runs WHERE {in_ids}
+UNION ALL BY NAME
+SELECT 'param' AS section, run_id, key, value AS text FROM params WHERE {in_ids}
+UNION ALL BY NAME
+SELECT 'tag' AS section, run_id, key, value AS text FROM tags WHERE {in_ids}
+UNION ALL BY NAME
+SELECT 'dataset' AS section, run_id, name AS key, context, sha256 AS text,
+    "rows" AS n_rows, "columns" AS n_columns
+FROM datasets WHERE {in_ids}
+QUALIFY row_number() OVER (PARTITION BY run_id, name, context ORDER BY ts DESC) = 1
+UNION ALL BY NAME
+SELECT 'metric' AS section, run_id, key, last_value, min_value, min_step, max_value, max_step
+FROM {summaries} WHERE {in_ids}
+"""
 
 
 def _read_facts(
@@ -195,61 +222,34 @@ def _read_facts(
     def put(section: str, key: str, run_id: str, value: Any) -> None:
         rows.setdefault((section, key), {})[run_id] = _text(value)
 
-    bound = None
-    in_ids = f"run_id IN ({', '.join(quote_literal(run_id) for run_id in ids)})"
-    columns = ", ".join(f'"{c}"' for c in RUN_FIELDS)
-    run_frame = fetch_frame(
-        cur, f"SELECT run_id, {columns}, seeds, environment FROM runs WHERE {in_ids}", bound
+    sql = _FACTS_SQL.format(
+        run_columns=", ".join(f'"{c}"' for c in RUN_FIELDS),
+        in_ids=f"run_id IN ({', '.join(quote_literal(run_id) for run_id in ids)})",
+        summaries=summaries_sql(con, ids, listed=listed),
     )
-    for record in run_frame.iter_rows(named=True):
-        run_id = record["run_id"]
-        for name in RUN_FIELDS:
-            value = record[name]
-            if name == "duration_s" and value is not None:
-                value = round(value, 3)
-            put("run", name, run_id, value)
-        environment = json.loads(record["environment"]) if record["environment"] else {}
-        for label, path in ENV_FIELDS:
-            put("env", label, run_id, _dig(environment, path))
-        gpus = environment.get("gpus")
-        if gpus:
-            put(
-                "env",
-                "gpus",
-                run_id,
-                [g.get("name", g) if isinstance(g, dict) else g for g in gpus],
-            )
-        for package, version in (environment.get("packages") or {}).items():
-            put("package", package, run_id, version)
-        seeds = json.loads(record["seeds"]) if record["seeds"] else {}
-        for name, value in seeds.items():
-            put("seed", name, run_id, value)
-    for run_id, key, value in cur.execute(
-        f"SELECT run_id, key, value FROM params WHERE {in_ids}", bound
-    ).fetchall():
-        put("param", key, run_id, value)
-    for run_id, key, value in cur.execute(
-        f"SELECT run_id, key, value FROM tags WHERE {in_ids}", bound
-    ).fetchall():
-        put("tag", key, run_id, value)
-    for run_id, name, context, sha, n_rows, n_cols in cur.execute(
-        f"""SELECT run_id, name, context, sha256, rows, columns FROM datasets WHERE {in_ids}
-        QUALIFY row_number() OVER (PARTITION BY run_id, name, context ORDER BY ts DESC) = 1""",
-        bound,
-    ).fetchall():
-        label = name if not context else f"{name} ({context})"
-        shape = f" [{n_rows}x{n_cols}]" if n_rows is not None else ""
-        put("dataset", label, run_id, f"{sha}{shape}")
-    summaries = cur.execute(
-        f"""SELECT run_id, key, last_value, min_value, min_step, max_value, max_step
-        FROM {summaries_sql(con, ids, listed=listed)} WHERE {in_ids} ORDER BY key""",
-        bound,
-    ).fetchall()
-    for run_id, key, last, low, low_step, high, high_step in summaries:
-        best, step = (low, low_step) if metric_mode(key, modes) == "min" else (high, high_step)
-        put("metric", f"{key}.last", run_id, last)
-        put("metric", f"{key}.best", run_id, best)
-        put("metric", f"{key}.best_step", run_id, step)
+    result = cur.execute(sql)
+    names = [column[0] for column in result.description or ()]
+    for values in result.fetchall():
+        record = dict(zip(names, values, strict=True))
+        section, run_id = record["section"], record["run_id"]
+        if section == "run":
+            _put_run(put, run_id, record)
+        elif section in ("param", "tag"):
+            put(section, record["key"], run_id, record["text"])
+        elif section == "dataset":
+            context, n_rows = record["context"], record["n_rows"]
+            label = record["key"] if not context else f"{record['key']} ({context})"
+            shape = f" [{n_rows}x{record['n_columns']}]" if n_rows is not None else ""
+            put("dataset", label, run_id, f"{record['text']}{shape}")
+        else:
+            key = record["key"]
+            if metric_mode(key, modes) == "min":
+                best, step = record["min_value"], record["min_step"]
+            else:
+                best, step = record["max_value"], record["max_step"]
+            put("metric", f"{key}.last", run_id, record["last_value"])
+            put("metric", f"{key}.best", run_id, best)
+            put("metric", f"{key}.best_step", run_id, step)
     order = {
         "run": 0,
         "param": 1,
@@ -261,3 +261,28 @@ def _read_facts(
         "package": 7,
     }
     return dict(sorted(rows.items(), key=lambda item: (order[item[0][0]], item[0][1])))
+
+
+def _put_run(put: Any, run_id: str, record: dict[str, Any]) -> None:
+    """The run's own fields, its captured environment, packages and seeds."""
+    for name in RUN_FIELDS:
+        value = record[name]
+        if name == "duration_s" and value is not None:
+            value = round(value, 3)
+        put("run", name, run_id, value)
+    environment = json.loads(record["environment"]) if record["environment"] else {}
+    for label, path in ENV_FIELDS:
+        put("env", label, run_id, _dig(environment, path))
+    gpus = environment.get("gpus")
+    if gpus:
+        put(
+            "env",
+            "gpus",
+            run_id,
+            [g.get("name", g) if isinstance(g, dict) else g for g in gpus],
+        )
+    for package, version in (environment.get("packages") or {}).items():
+        put("package", package, run_id, version)
+    seeds = json.loads(record["seeds"]) if record["seeds"] else {}
+    for name, value in seeds.items():
+        put("seed", name, run_id, value)

@@ -16,11 +16,13 @@ modification time, so a replaced file is read afresh.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import glob
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -112,24 +114,56 @@ def _by_kind(rows: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:
     return {kind: frozenset(paths) for kind, paths in out.items()}
 
 
-def read_sql(paths: Iterable[str]) -> str:
+def read_sql(paths: Iterable[str], *, filename: bool = False) -> str:
     """The ``read_parquet`` of ``paths`` with the ``events_<kind>`` views' options (hive
-    columns typed, union by name): the rows of those files as the views give them."""
+    columns typed, union by name): the rows of those files as the views give them;
+    with ``filename``, plus each row's file as a ``filename`` column."""
     listed = ", ".join(quote_literal(path) for path in paths)
+    extra = ", filename = true" if filename else ""
     return (
         f"read_parquet([{listed}], hive_partitioning = true, union_by_name = true, "
-        f"hive_types = {HIVE_TYPES})"
+        f"hive_types = {HIVE_TYPES}{extra})"
     )
+
+
+_stamps: contextvars.ContextVar[dict[str, tuple[int, int] | None] | None] = (
+    contextvars.ContextVar("ledger_pruning_stamps", default=None)
+)
+
+
+@contextlib.contextmanager
+def stat_once() -> Iterator[None]:
+    """Within the block, each file's size and modification time are read once: one
+    question that prunes the same files several times (a diff resolves its references,
+    then reads four kinds) pays one ``stat`` per file, not one per pruning."""
+    token = _stamps.set({})
+    try:
+        yield
+    finally:
+        _stamps.reset(token)
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    """(size, mtime_ns) of ``path``; None when it is gone."""
+    memo = _stamps.get()
+    if memo is not None and path in memo:
+        return memo[path]
+    try:
+        info = os.stat(path)
+        stamp: tuple[int, int] | None = (info.st_size, info.st_mtime_ns)
+    except OSError:
+        stamp = None
+    if memo is not None:
+        memo[path] = stamp
+    return stamp
 
 
 def _run_id_range(path: str, column_name: str = "run_id") -> tuple[str | None, str | None] | None:
     """(min, max) of a string column (run_id) in a file; (None, None) when it has no
     non-null values; None when unknown (no statistics, no such column): read it."""
-    try:
-        info = os.stat(path)
-    except OSError:
+    key = _stamp(path)
+    if key is None:
         return None  # vanished: let DuckDB report it as the views would
-    key = (info.st_size, info.st_mtime_ns)
     with _lock:
         cached = _cache.get((path, column_name))
     if cached is not None and cached[:2] == key:
@@ -187,6 +221,7 @@ def runs_cursor(
     run_ids: Sequence[str],
     kinds: Sequence[str],
     listed: dict[str, list[str]] | None = None,
+    exact: Mapping[str, Sequence[str]] | None = None,
 ) -> duckdb.DuckDBPyConnection | None:
     """A cursor of ``con`` whose ``events_<kind>`` views read only the files that may
     hold ``run_ids`` (see module doc); close it when done. None when pruning does not
@@ -194,7 +229,9 @@ def runs_cursor(
 
     Only rows of ``run_ids`` are complete through it: filter every query by them.
     ``listed``: the visible files by kind when the caller listed them already
-    (:func:`visible_files_of`), so one question lists the store once.
+    (:func:`visible_files_of`), so one question lists the store once. ``exact``: for
+    some kinds, the very files (among ``listed``) that hold the runs' rows, found by a
+    read of them (``resolve.resolve_and_locate``); the kind's schema files are added.
     """
     if not run_ids:
         return None
@@ -203,7 +240,11 @@ def runs_cursor(
         return None
     views: dict[str, list[str]] = {}
     for kind in kinds:
-        kept = files_for_runs(listed[kind], run_ids)
+        if exact is not None and kind in exact:
+            schema = [p for p in listed[kind] if _SCHEMA_PARTITION in p.replace("\\", "/")]
+            kept = schema + [p for p in exact[kind] if p not in schema]
+        else:
+            kept = files_for_runs(listed[kind], run_ids)
         if not kept:
             return None  # no schema file to give the columns: the plain view will do
         views[kind] = kept

@@ -38,13 +38,15 @@ _CANDIDATES_SQL = """
 SELECT DISTINCT run_id FROM ({branches}) LIMIT {limit}
 """
 
-# Names come from the latest started/renamed event, as in the runs view.
+# Names come from the latest started/renamed event, as in the runs view. ``files``: the
+# files holding each run's events, when they are read by name (see resolve_and_locate).
 _FOLD_SQL = """
 SELECT
     run_id,
     arg_max(name, ts) FILTER (WHERE event IN ('started', 'renamed')) AS name,
     arg_min(experiment, ts) FILTER (WHERE event = 'started') AS experiment,
     any_value(project) AS project,
+    {files} AS files,
     min(ts) FILTER (WHERE event = 'started') AS start_time
 FROM {source}
 WHERE run_id IN ({ids})
@@ -60,11 +62,16 @@ def _prefix(ref: str) -> str | None:
     return ref.lower() if hexlike else None
 
 
+Candidate = tuple[str, str | None, str | None, str | None, list[str] | None]
+"""A run a reference may name: (id, name, experiment, project, the visible ``runs``
+files holding its events, or None when they were not read one by one)."""
+
+
 def _candidates(
     con: duckdb.DuckDBPyConnection, refs: list[str], files: list[str] | None = None
-) -> dict[str, list[tuple[str, str | None, str | None, str | None]]]:
-    """For each reference, the folded runs (id, name, experiment, project) it may name:
-    at most 1000 runs per reference, found in one scan and folded in one more.
+) -> dict[str, list[Candidate]]:
+    """For each reference, the folded runs it may name (see :data:`Candidate`): at most
+    1000 runs per reference, found in one scan and folded in one more.
     ``files``: the visible ``runs`` files when the caller listed them already."""
     # On a local store each branch reads only the files whose name or run_id statistics
     # can match (the visible files: what the commit log hides is never listed).
@@ -106,7 +113,7 @@ def _candidates(
         ids = [row[0] for row in con.execute(sql, used).fetchall()]
     if len(ids) >= 1000 * len(refs) and len(refs) > 1:
         # A shared LIMIT may have cut one reference's candidates short: one at a time.
-        out: dict[str, list[tuple[str, str | None, str | None, str | None]]] = {}
+        out: dict[str, list[Candidate]] = {}
         for ref in refs:
             out.update(_candidates(con, [ref], files))
         return out
@@ -115,10 +122,13 @@ def _candidates(
         listed = ", ".join(quote_literal(run_id) for run_id in ids)
         # The candidates' events only: the files whose run_id statistics can hold them,
         # read with the events_runs view's options (the project column included).
-        source = read_sql(files_for_runs(files, ids)) if files else "events_runs"
-        rows = [
-            row[:4] for row in con.execute(_FOLD_SQL.format(ids=listed, source=source)).fetchall()
-        ]
+        if files:
+            source = read_sql(files_for_runs(files, ids), filename=True)
+            located = "list(DISTINCT filename ORDER BY filename)"
+        else:
+            source, located = "events_runs", "NULL::VARCHAR[]"
+        sql = _FOLD_SQL.format(ids=listed, source=source, files=located)
+        rows = [row[:5] for row in con.execute(sql).fetchall()]
     out = {}
     for ref in refs:
         prefix = _prefix(ref)
@@ -157,7 +167,7 @@ def resolve_run(
 def _resolve(
     con: duckdb.DuckDBPyConnection,
     ref: str,
-    found: list[tuple[str, str | None, str | None, str | None]] | None,
+    found: list[Candidate] | None,
     *,
     experiment: str | None,
     project: str | None,
@@ -232,12 +242,39 @@ def resolve_runs(
         RunNotFoundError: a reference matches nothing.
         AmbiguousRunError: a reference matches several runs.
     """
+    return resolve_and_locate(con, refs, experiment, project=project, files=files)[0]
+
+
+def resolve_and_locate(
+    con: duckdb.DuckDBPyConnection,
+    refs: Iterable[str],
+    experiment: str | None = None,
+    *,
+    project: str | None = None,
+    files: list[str] | None = None,
+) -> tuple[list[str], dict[str, list[str]]]:
+    """:func:`resolve_runs`, and for each run found, the ``runs`` files that hold its
+    events: resolving reads them anyway, so a question about these runs (``diff``) can
+    read just those files instead of every file whose run_id range could hold them.
+    Runs are located only when ``files`` are given (a local store, not ``as_of``).
+
+    Raises:
+        RunNotFoundError: a reference matches nothing.
+        AmbiguousRunError: a reference matches several runs.
+    """
     refs = list(refs)
     wanted = list(dict.fromkeys(ref.strip() for ref in refs if ref.strip()))
-    found: dict[str, list[tuple[str, str | None, str | None, str | None]]] = {}
+    found: dict[str, list[Candidate]] = {}
     if wanted:
         found = _candidates(con, wanted, files)
-    return [
+    ids = [
         _resolve(con, ref, found.get(ref.strip()), experiment=experiment, project=project)
         for ref in refs
     ]
+    located = {
+        row[0]: row[4]
+        for rows in found.values()
+        for row in rows
+        if row[0] in ids and row[4] is not None
+    }
+    return ids, located

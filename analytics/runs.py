@@ -109,11 +109,17 @@ def metric_history(
                     values,
                 )
             listed = ", ".join(quote_literal(path) for path in files_for_runs(files, [run_id]))
-            return fetch_frame(
+            frame = fetch_frame(
                 con,
-                f"SELECT key, step, ts, value FROM read_parquet([{listed}], "
-                f"union_by_name = true) WHERE run_id = $run_id {key_filter} {order}",
+                f"SELECT key, step, ts, value, seq FROM read_parquet([{listed}], "
+                f"union_by_name = true) WHERE run_id = $run_id {key_filter}",
                 values,
             )
+            # The same order as the view's ORDER BY (nulls last), sorted here: DuckDB's
+            # sort on the string key cost as much as reading the points (~5 ms per
+            # 100,000), polars' a third of it. Stable, so equal rows keep file order.
+            return frame.sort(
+                ["key", "step", "ts", "seq"], nulls_last=True, maintain_order=True
+            ).drop("seq")
 
         return consistent(con, read)
