@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 from ledger.analytics.engine import connection, consistent, quote_literal
-from ledger.analytics.pruning import listing, runs_cursor, stat_once
+from ledger.analytics.pruning import listing, pruned_cursor, stat_once
 from ledger.analytics.resolve import resolve_and_locate
 from ledger.analytics.summaries import summaries_sql
 
@@ -183,12 +183,10 @@ def _facts(
     exact = None
     if located is not None and all(run_id in located for run_id in ids):
         exact = {"runs": sorted({path for run_id in ids for path in located[run_id]})}
-    pruned = runs_cursor(con, ids, _FACT_KINDS, listed, exact) if listed is not None else None
-    try:
+    if listed is None:
+        return _read_facts(con, con, ids, modes, listed)
+    with pruned_cursor(con, ids, _FACT_KINDS, listed, exact) as pruned:
         return _read_facts(pruned or con, con, ids, modes, listed)
-    finally:
-        if pruned is not None:
-            pruned.close()
 
 
 # Every fact of the runs in one statement (one plan, one round trip instead of five): one

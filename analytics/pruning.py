@@ -24,6 +24,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
@@ -233,6 +234,93 @@ def runs_cursor(
     some kinds, the very files (among ``listed``) that hold the runs' rows, found by a
     read of them (``resolve.resolve_and_locate``); the kind's schema files are added.
     """
+    views = _pruned_views(con, run_ids, kinds, listed, exact)
+    if views is None:
+        return None
+    snapshot = Snapshot(cursor(con), views, views)
+    try:
+        snapshot.ensure(*kinds)
+    except BaseException:
+        snapshot.close()
+        raise
+    return snapshot.cursor
+
+
+# id(connection) -> idle pruned cursors: (the connection's session when it was made,
+# the cursor, the kinds it has temporary views of).
+_pool: dict[int, list[tuple[tuple[Any, ...], duckdb.DuckDBPyConnection, set[str]]]] = {}
+
+
+@contextlib.contextmanager
+def pruned_cursor(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str],
+    kinds: Sequence[str],
+    listed: dict[str, list[str]] | None = None,
+    exact: Mapping[str, Sequence[str]] | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """:func:`runs_cursor` as a block, with the cursor taken from (and given back to) a
+    few kept per connection: making one copies every session variable of ``con``, one
+    statement each (~3 ms, a tenth of a diff). A kept cursor is used only while
+    ``con``'s variables and time zone are still those it copied, and only by one
+    question at a time; its ``events_<kind>`` views are made afresh for each question.
+    Yields None where pruning does not apply (use ``con``)."""
+    views = _pruned_views(con, run_ids, kinds, listed, exact)
+    if views is None:
+        yield None
+        return
+    rows = con.execute(
+        "SELECT name, value, type, current_setting('TimeZone') FROM duckdb_variables() "
+        "ORDER BY name"
+    ).fetchall()
+    session = tuple(rows)
+    key = id(con)
+    taken = None
+    with _lock:
+        idle = _pool.get(key, [])
+        while idle and taken is None:
+            entry = idle.pop()
+            if entry[0] == session:
+                taken = entry
+            else:
+                entry[1].close()
+    if taken is None:
+        taken = (session, cursor(con), set())
+    _, cur, created = taken
+    healthy = False
+    try:
+        for kind in created - set(views):
+            cur.execute(f"DROP VIEW IF EXISTS temp.main.events_{kind}")
+        created.clear()
+        for kind, files in views.items():
+            cur.execute(
+                f"CREATE OR REPLACE TEMP VIEW events_{kind} AS SELECT * FROM {read_sql(files)}"
+            )
+            created.add(kind)
+        yield cur
+        healthy = True
+    finally:
+        if healthy:
+            with _lock:
+                if key not in _pool:
+                    _pool[key] = []
+                    weakref.finalize(con, _pool.pop, key, None)
+                if len(_pool[key]) < 4:
+                    _pool[key].append(taken)
+                    taken = None
+        if taken is not None:
+            cur.close()
+
+
+def _pruned_views(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str],
+    kinds: Sequence[str],
+    listed: dict[str, list[str]] | None,
+    exact: Mapping[str, Sequence[str]] | None,
+) -> dict[str, list[str]] | None:
+    """The files each ``events_<kind>`` view of a pruned cursor reads (see
+    :func:`runs_cursor`); None where pruning does not apply."""
     if not run_ids:
         return None
     listed = _listing(con, kinds, (), listed=listed)
@@ -248,13 +336,7 @@ def runs_cursor(
         if not kept:
             return None  # no schema file to give the columns: the plain view will do
         views[kind] = kept
-    snapshot = Snapshot(cursor(con), listed, views)
-    try:
-        snapshot.ensure(*kinds)
-    except BaseException:
-        snapshot.close()
-        raise
-    return snapshot.cursor
+    return views
 
 
 @dataclass

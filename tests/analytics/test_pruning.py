@@ -7,6 +7,7 @@ import os
 
 import pytest
 from ledger.analytics import diff as diff_module
+from ledger.analytics import resolve as resolve_module
 from ledger.analytics.diff import diff
 from ledger.analytics.engine import connect
 from ledger.analytics.pruning import files_for_runs, files_matching, runs_cursor, visible_files
@@ -22,7 +23,9 @@ def _rows(frame) -> list[tuple]:
 @pytest.mark.parametrize("pair", [("a", "b"), ("b", "c", "d"), ("a", "e")])
 def test_pruned_diff_equals_the_plain_views(board, monkeypatch, pair):
     pruned = diff(board.store, runs=list(pair), experiment="sweep", all=True)
-    monkeypatch.setattr(diff_module, "runs_cursor", lambda *args: None)
+    # No listing anywhere: the resolver and the facts read the store's own views.
+    monkeypatch.setattr(diff_module, "listing", lambda *args, **kwargs: None)
+    monkeypatch.setattr(resolve_module, "visible_files", lambda *args: None)
     plain = diff(board.store, runs=list(pair), experiment="sweep", all=True)
     assert pruned.columns == plain.columns
     assert _rows(pruned) == _rows(plain)
