@@ -18,7 +18,13 @@ from collections.abc import Iterable
 
 import duckdb
 from ledger.analytics.engine import quote_literal
-from ledger.analytics.pruning import files_for_runs, files_matching, read_sql, visible_files
+from ledger.analytics.pruning import (
+    files_for_runs,
+    files_matching,
+    read_sql,
+    same_schema,
+    visible_files,
+)
 
 from ledger.errors import AmbiguousRunError, RunNotFoundError
 
@@ -88,7 +94,8 @@ def _candidates(
             if not kept:
                 return
             listed = ", ".join(quote_literal(path) for path in kept)
-            source = f"read_parquet([{listed}], union_by_name = true)"
+            by_name = "false" if same_schema(kept) else "true"
+            source = f"read_parquet([{listed}], union_by_name = {by_name})"
         branches.append(f"SELECT run_id FROM {source} WHERE {condition}")
 
     for i, ref in enumerate(refs):
@@ -123,7 +130,8 @@ def _candidates(
         # The candidates' events only: the files whose run_id statistics can hold them,
         # read with the events_runs view's options (the project column included).
         if files:
-            source = read_sql(files_for_runs(files, ids), filename=True)
+            kept = files_for_runs(files, ids)
+            source = read_sql(kept, filename=True, by_name=not same_schema(kept))
             located = "list(DISTINCT filename ORDER BY filename)"
         else:
             source, located = "events_runs", "NULL::VARCHAR[]"
