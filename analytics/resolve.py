@@ -81,9 +81,10 @@ def _candidates(
     ``files``: the visible ``runs`` files when the caller listed them already."""
     # On a local store each branch reads only the files whose name or run_id statistics
     # can match (the visible files: what the commit log hides is never listed).
-    if files is None and not con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[
-        0
-    ][0]:
+    if (
+        files is None
+        and not con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]
+    ):
         files = visible_files(con, "runs")
     branches, values = [], {}
 
@@ -191,8 +192,7 @@ def _resolve(
     rows = [
         row
         for row in found
-        if (experiment is None or row[2] == experiment)
-        and (project is None or row[3] == project)
+        if (experiment is None or row[2] == experiment) and (project is None or row[3] == project)
     ]
     by_name = [(row[0], row[1], row[2]) for row in rows if row[1] == ref]
     if len(by_name) > 1:
@@ -227,9 +227,7 @@ def _resolve(
             return resolve_run(con, run_name, experiment=exp_name, project=project)
         except RunNotFoundError:
             pass
-    where = "".join(
-        f" in {label} {value!r}" for label, value in scope.items() if value is not None
-    )
+    where = "".join(f" in {label} {value!r}" for label, value in scope.items() if value is not None)
     hint = "" if len(ref) >= MIN_PREFIX else f" (id prefixes need {MIN_PREFIX}+ characters)"
     raise RunNotFoundError(f"No run matches {ref!r}{where}: not an id, id prefix or name{hint}")
 
