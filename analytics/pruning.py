@@ -16,6 +16,7 @@ modification time, so a replaced file is read afresh.
 
 from __future__ import annotations
 
+import glob
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -23,7 +24,13 @@ from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow.parquet as pq
-from ledger.analytics.engine import HIVE_TYPES, cursor, quote_literal
+from ledger.analytics.engine import (
+    HIVE_TYPES,
+    cursor,
+    hidden_files,
+    quote_literal,
+    view_globs,
+)
 
 from ledger.objectstore import is_object_uri
 
@@ -43,38 +50,25 @@ def visible_files(con: duckdb.DuckDBPyConnection, kind: str) -> list[str] | None
 def visible_files_of(
     con: duckdb.DuckDBPyConnection, kinds: Sequence[str]
 ) -> dict[str, list[str]] | None:
-    """:func:`visible_files` of several kinds in one query (one glob per pattern and one
-    read of the commit log); None when any of them cannot be listed here."""
+    """:func:`visible_files` of several kinds, listed at once (one glob per pattern; the
+    commit log read only when it changed); None when any cannot be listed here."""
     if not kinds:
         return {}
-    rows = con.execute(
-        "SELECT " + ", ".join(f"getvariable('globs_{kind}')" for kind in kinds)
-    ).fetchall()[0]
-    globs = {kind: list(patterns or []) for kind, patterns in zip(kinds, rows, strict=True)}
+    globs = {kind: view_globs(con, kind) for kind in kinds}
     if any(is_object_uri(p) for patterns in globs.values() for p in patterns):
         return None
-    parts = [
-        f"SELECT {quote_literal(kind)} AS kind, file FROM glob({quote_literal(pattern)})"
-        for kind, patterns in globs.items()
-        for pattern in patterns
-    ]
-    found: dict[str, list[str]] = {kind: [] for kind in kinds}
-    if not parts:
-        return found
-    listing = " UNION ALL ".join(parts)
-    has_log = con.execute(
-        "SELECT count(*) FROM duckdb_views() WHERE view_name = '_lifecycle_hidden'"
-    ).fetchall()[0][0]
     # Files the lifecycle commit log hides (replaced by a compaction, archived, purged,
     # or written by one not committed yet) are left out as the events_<kind> views do.
-    hidden = (
-        " WHERE NOT EXISTS (SELECT 1 FROM _lifecycle_hidden h "
-        "WHERE h.kind = g.kind AND h.file = g.file)"
-        if has_log
-        else ""
-    )
-    for kind, path in con.execute(f"SELECT kind, file FROM ({listing}) g{hidden}").fetchall():
-        found[kind].append(path)
+    hidden = hidden_files(con)
+    found: dict[str, list[str]] = {}
+    for kind, patterns in globs.items():
+        # Listed here rather than with DuckDB's glob(): a question lists several kinds,
+        # and one query per kind costs more than the listing. DuckDB's glob, which the
+        # views use, matches dot-files too; both give paths as the pattern spells them.
+        paths = sorted(
+            {path for pattern in patterns for path in glob.glob(pattern, include_hidden=True)}
+        )
+        found[kind] = [path for path in paths if (kind, path) not in hidden]
     return found
 
 
@@ -195,6 +189,10 @@ class Snapshot:
                 f"hive_partitioning = true, union_by_name = true, hive_types = {HIVE_TYPES})"
             )
             self.created.add(kind)
+
+    def holds_events(self, kind: str) -> bool:
+        """Whether any listed file of ``kind`` can hold rows (not only schema files)."""
+        return any(_SCHEMA_PARTITION not in path for path in self.files[kind])
 
     def close(self) -> None:
         self.cursor.close()
