@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import re
 import tempfile
@@ -58,12 +59,16 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _view_files() -> list[tuple[str, str]]:
+@functools.cache
+def _view_files() -> tuple[tuple[str, str], ...]:
+    """(view name, SQL) of every file of ``queries/``, read once per process."""
     folder = resources.files("ledger.queries")
-    return sorted(
-        (entry.name[: -len(".sql")], entry.read_text(encoding="utf-8"))
-        for entry in folder.iterdir()
-        if entry.name.endswith(".sql")
+    return tuple(
+        sorted(
+            (entry.name[: -len(".sql")], entry.read_text(encoding="utf-8"))
+            for entry in folder.iterdir()
+            if entry.name.endswith(".sql")
+        )
     )
 
 
@@ -386,7 +391,7 @@ def _create_views(con: duckdb.DuckDBPyConnection, only: Collection[str] | None =
     as ``ledger status`` ~40 ms)."""
     # Views may build on each other; create in passes until all exist (files stay
     # one-view-per-file with no ordering convention to maintain).
-    remaining = _view_files()
+    remaining = list(_view_files())
     if only is not None:
         remaining = _with_dependencies(remaining, only)
     while remaining:
