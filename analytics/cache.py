@@ -22,9 +22,13 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
+from ledger.analytics.engine import arrow_table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MAX_ENTRIES = 32
 MAX_ROWS = 20_000_000  # all entries together (about 1 GB at 50 bytes a row)
@@ -54,16 +58,19 @@ def register(
     params: dict[str, Any] | None,
     files: Iterable[str],
     prepare: Callable[[], None] | None = None,
-) -> None:
+    variables: tuple[tuple[str, str], ...] | None = None,
+) -> pa.Table:
     """Make ``name`` on ``cur`` hold the result of ``sql``, which reads only ``files``:
     from memory when the same SQL over the same files was answered before (else
-    ``prepare()`` is called first, then ``sql`` runs)."""
+    ``prepare()`` is called first, then ``sql`` runs). Returns the table.
+
+    ``variables``: :func:`variables_of` ``cur``, when the caller registers several
+    results on one cursor (its variables do not change in between)."""
     global _rows
     key_files = stamps(files)
-    variables = cur.execute(
-        "SELECT name, value::VARCHAR FROM duckdb_variables() ORDER BY name"
-    ).fetchall()
-    key = (sql, json.dumps(params or {}, sort_keys=True, default=str), tuple(variables), key_files)
+    if variables is None:
+        variables = variables_of(cur)
+    key = (sql, json.dumps(params or {}, sort_keys=True, default=str), variables, key_files)
     with _lock:
         table = _entries.get(key)
         if table is not None:
@@ -71,7 +78,7 @@ def register(
     if table is None:
         if prepare is not None:
             prepare()
-        table = cur.sql(sql, params=params).to_arrow_table()
+        table = arrow_table(cur, sql, params)
         if key_files is not None and table.num_rows <= MAX_ROWS:
             with _lock:
                 if key not in _entries:
@@ -81,6 +88,13 @@ def register(
                     _, dropped = _entries.popitem(last=False)
                     _rows -= dropped.num_rows
     cur.register(name, table)
+    return table
+
+
+def variables_of(cur: duckdb.DuckDBPyConnection) -> tuple[tuple[str, str], ...]:
+    """The cursor's variables (name, value as text), part of every kept result's key."""
+    rows = cur.execute("SELECT name, value::VARCHAR FROM duckdb_variables() ORDER BY name")
+    return tuple(rows.fetchall())
 
 
 def clear() -> None:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-from ledger.analytics.cache import register
+from ledger.analytics.cache import register, variables_of
 from ledger.analytics.engine import (
     connection,
     consistent,
@@ -153,7 +153,9 @@ _VIEWS = ("runs", "params", "tags", "costs", "metric_summaries")
 # Kinds a leaderboard reads through the views, and those whose files it names itself.
 _KINDS = ("runs", "params", "tags", "costs")
 _ALSO = ("metrics", "summaries")
-_ENDED = "('finished', 'failed', 'killed')"
+_ENDED_STATUSES = ["finished", "failed", "killed"]
+_ENDED = f"({', '.join(map(quote_literal, _ENDED_STATUSES))})"
+_NO_COSTS = "(SELECT NULL::VARCHAR AS run_id, NULL::DOUBLE AS cost_usd WHERE false)"
 
 
 def _leaderboard(
@@ -184,7 +186,10 @@ def _leaderboard(
             if snapshot is not None:
                 # The rows shown need their costs. (A --where subquery over a view reads
                 # the store's own views: the same rows, listed afresh.)
-                snapshot.ensure("costs")
+                if snapshot.holds_events("costs"):
+                    snapshot.ensure("costs")
+                else:
+                    sources["costs"] = _NO_COSTS
             sql, values = _board_sql(scope, mode, metric, top, params, group, sources)
             if "$metric" in sql:  # the plain views' path names the metric in the query
                 values["metric"] = metric
@@ -238,29 +243,31 @@ def _sources(
     if snapshot is None:
         return {"values": f"({values_sql})"}
     files = snapshot.files
+    variables = variables_of(cur)
     register(
         cur,
         "_leaderboard_values",
         values_sql,
         {"metric": metric},
         files["metrics"] + files["summaries"],
+        variables=variables,
     )
     sources = {"values": "_leaderboard_values"}
     columns = ", ".join(scope.run_columns())
-    register(
+    folded = register(
         cur,
         "_leaderboard_runs",
         f"SELECT {columns} FROM runs",
         None,
         files["runs"],
         lambda: snapshot.ensure("runs"),
+        variables=variables,
     )
-    open_ids = [
-        row[0]
-        for row in cur.execute(
-            f"SELECT run_id FROM _leaderboard_runs WHERE status NOT IN {_ENDED}"
-        ).fetchall()
-    ]
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ended = pc.is_in(folded["status"], value_set=pa.array(_ENDED_STATUSES))
+    open_ids = folded["run_id"].filter(pc.invert(ended)).to_pylist()
     if open_ids:
         snapshot.ensure("runs")
         listed = ", ".join(quote_literal(run_id) for run_id in open_ids)
@@ -280,6 +287,7 @@ def _sources(
                 None,
                 files[kind],
                 lambda kind=kind: snapshot.ensure(kind),
+                variables=variables,
             )
             sources[kind] = f"_leaderboard_{kind}"
     return sources
@@ -321,7 +329,7 @@ board AS (
 ),
 c AS (
     SELECT run_id, sum(cost_usd) AS cost_usd
-    FROM costs WHERE run_id IN (SELECT run_id FROM board) GROUP BY run_id
+    FROM {sources.get("costs", "costs")} WHERE run_id IN (SELECT run_id FROM board) GROUP BY run_id
 )
 SELECT
     rank,
@@ -347,7 +355,7 @@ ORDER BY rank_value {direction} NULLS LAST, start_time, board.run_id"""
     sql = f"""{body},
 c AS (
     SELECT run_id, sum(cost_usd) AS cost_usd
-    FROM costs WHERE run_id IN (SELECT run_id FROM ranked) GROUP BY run_id
+    FROM {sources.get("costs", "costs")} WHERE run_id IN (SELECT run_id FROM ranked) GROUP BY run_id
 ),
 costed AS (SELECT ranked.*, c.cost_usd FROM ranked LEFT JOIN c ON c.run_id = ranked.run_id)
 SELECT

@@ -28,9 +28,14 @@ from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
-from ledger.analytics.engine import HIVE_TYPES, cursor, lifecycle_store, quote_literal
+from ledger.analytics.engine import (
+    HIVE_TYPES,
+    cursor,
+    hidden_files,
+    quote_literal,
+    view_globs,
+)
 
-from ledger import txnlog
 from ledger.objectstore import is_object_uri
 
 _SCHEMA_PARTITION = "project=__schema__"
@@ -49,70 +54,26 @@ def visible_files(con: duckdb.DuckDBPyConnection, kind: str) -> list[str] | None
 def visible_files_of(
     con: duckdb.DuckDBPyConnection, kinds: Sequence[str]
 ) -> dict[str, list[str]] | None:
-    """:func:`visible_files` of several kinds at once (one glob per pattern and one
-    read of the commit log); None when any of them cannot be listed here."""
+    """:func:`visible_files` of several kinds, listed at once (one glob per pattern; the
+    commit log read only when it changed); None when any cannot be listed here."""
     if not kinds:
         return {}
-    rows = con.execute(
-        "SELECT " + ", ".join(f"getvariable('globs_{kind}')" for kind in kinds)
-    ).fetchall()[0]
-    globs = {kind: list(patterns or []) for kind, patterns in zip(kinds, rows, strict=True)}
+    globs = {kind: view_globs(con, kind) for kind in kinds}
     if any(is_object_uri(p) for patterns in globs.values() for p in patterns):
         return None
-    hidden = _hidden_files(con)
-    found: dict[str, list[str]] = {kind: [] for kind in kinds}
+    # Files the lifecycle commit log hides (replaced by a compaction, archived, purged,
+    # or written by one not committed yet) are left out as the events_<kind> views do.
+    hidden = hidden_files(con)
+    found: dict[str, list[str]] = {}
     for kind, patterns in globs.items():
-        gone = hidden.get(kind, frozenset())
-        for pattern in patterns:
-            # Python's glob with dot-files included matches what DuckDB's glob() (the
-            # views' read_parquet) matches, at a tenth of the cost of asking DuckDB.
-            found[kind].extend(
-                path for path in sorted(glob.glob(pattern, include_hidden=True)) if path not in gone
-            )
-    return found
-
-
-# id(connection) -> (commit-log version, hidden files by kind) of that connection.
-_hidden_cache: dict[int, tuple[tuple[str, ...], dict[str, frozenset[str]]]] = {}
-
-
-def _hidden_files(con: duckdb.DuckDBPyConnection) -> dict[str, frozenset[str]]:
-    """The files the lifecycle commit log hides (replaced by a compaction, archived,
-    purged, or written by one not committed yet), by kind: the ``events_<kind>`` views
-    leave them out, and so must every listing. The log's records are only ever created
-    and deleted, never rewritten, so the answer is kept per connection until the set of
-    record names (:func:`ledger.txnlog.log_version`) changes."""
-    store = lifecycle_store(con)
-    if store is None:
-        # A cursor, or a connection whose views do not read the log: ask each time.
-        has_log = con.execute(
-            "SELECT count(*) FROM duckdb_views() WHERE view_name = '_lifecycle_hidden'"
-        ).fetchall()[0][0]
-        return _by_kind(
-            con.execute("SELECT kind, file FROM _lifecycle_hidden").fetchall() if has_log else []
+        # Listed here rather than with DuckDB's glob(): a question lists several kinds,
+        # and one query per kind costs more than the listing. DuckDB's glob, which the
+        # views use, matches dot-files too; both give paths as the pattern spells them.
+        paths = sorted(
+            {path for pattern in patterns for path in glob.glob(pattern, include_hidden=True)}
         )
-    key = id(con)
-    version = txnlog.log_version(store)
-    with _lock:
-        cached = _hidden_cache.get(key)
-    if cached is not None and cached[0] == version:
-        return cached[1]
-    hidden = _by_kind(con.execute("SELECT kind, file FROM _lifecycle_hidden").fetchall())
-    # Kept only when the log did not change while it was read (a record that came and
-    # went in between must not leave a stale answer under the old name set).
-    if txnlog.log_version(store) == version:
-        with _lock:
-            if key not in _hidden_cache:
-                weakref.finalize(con, _hidden_cache.pop, key, None)
-            _hidden_cache[key] = (version, hidden)
-    return hidden
-
-
-def _by_kind(rows: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:
-    out: dict[str, set[str]] = {}
-    for kind, path in rows:
-        out.setdefault(kind, set()).add(path)
-    return {kind: frozenset(paths) for kind, paths in out.items()}
+        found[kind] = [path for path in paths if (kind, path) not in hidden]
+    return found
 
 
 def read_sql(paths: Sequence[str], *, filename: bool = False, by_name: bool = True) -> str:
@@ -434,6 +395,10 @@ class Snapshot:
                 f"CREATE TEMP VIEW events_{kind} AS SELECT * FROM {read_sql(self.views[kind])}"
             )
             self.created.add(kind)
+
+    def holds_events(self, kind: str) -> bool:
+        """Whether any listed file of ``kind`` can hold rows (not only schema files)."""
+        return any(_SCHEMA_PARTITION not in path for path in self.files[kind])
 
     def close(self) -> None:
         self.cursor.close()

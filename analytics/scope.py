@@ -87,6 +87,8 @@ def check_predicate(predicate: str, con: duckdb.DuckDBPyConnection | None = None
     """
     if not predicate.strip():
         raise QueryError('--where is empty: give a SQL condition, e.g. "params.lr < 0.01"')
+    if predicate in _checked_predicates:  # the answer depends on the text alone
+        return
     sql = f"SELECT * FROM candidates WHERE ({predicate}\n)"
     try:
         statements = duckdb.extract_statements(sql)
@@ -117,6 +119,12 @@ def check_predicate(predicate: str, con: duckdb.DuckDBPyConnection | None = None
             f"--where must be one condition over runs, params.<key> and tags.<key>, got "
             f"{predicate!r}"
         )
+    if len(_checked_predicates) >= 1024:
+        _checked_predicates.clear()
+    _checked_predicates.add(predicate)
+
+
+_checked_predicates: set[str] = set()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -16,9 +16,7 @@ from collections.abc import Sequence
 
 import duckdb
 from ledger.analytics.engine import quote_literal
-from ledger.analytics.pruning import files_for_runs
-
-from ledger.objectstore import is_object_uri
+from ledger.analytics.pruning import files_for_runs, visible_files
 
 COLUMNS = (
     "run_id, key, n_points, n_nan, last_value, last_step, last_ts, last_seq, "
@@ -30,30 +28,8 @@ _SCHEMA_PARTITION = "project=__schema__"
 def _files(con: duckdb.DuckDBPyConnection, kind: str) -> dict[str, str] | None:
     """Visible files of ``kind`` by path below ``events/<kind>/``; None when they cannot
     be listed here (object stores: DuckDB has no reader of its own for them)."""
-    globs = con.execute(f"SELECT getvariable('globs_{kind}')").fetchall()[0][0] or []
-    if any(is_object_uri(pattern) for pattern in globs):
-        return None
-    # Files the lifecycle commit log hides (replaced by a compaction, archived, purged)
-    # are skipped exactly as the events_<kind> views skip them.
-    hidden: set[str] = set()
-    if con.execute(
-        "SELECT count(*) FROM duckdb_views() WHERE view_name = '_lifecycle_hidden'"
-    ).fetchall()[0][0]:
-        hidden = {
-            row[0]
-            for row in con.execute(
-                "SELECT file FROM _lifecycle_hidden WHERE kind = $1", [kind]
-            ).fetchall()
-        }
-    marker = f"/events/{kind}/"
-    files: dict[str, str] = {}
-    for pattern in globs:
-        for (path,) in con.execute("SELECT file FROM glob($1)", [pattern]).fetchall():
-            if _SCHEMA_PARTITION in path or path in hidden:
-                continue
-            normal = path.replace("\\", "/")
-            files[normal.split(marker, 1)[-1]] = path
-    return files
+    listed = visible_files(con, kind)
+    return None if listed is None else _by_rel(listed, kind)
 
 
 def _by_rel(paths: list[str], kind: str) -> dict[str, str]:

@@ -128,6 +128,46 @@ def test_hidden_files_are_never_listed(store_path):
         con.close()
 
 
+def test_listing_is_what_duckdb_globs_and_follows_the_commit_log(store_path):
+    """The Python listing equals DuckDB's glob (dot-files included) minus the files the
+    log hides, and a connection's kept hidden set follows a new log record."""
+    _log(store_path, 3)
+    con = connect(store_path)
+    try:
+
+        def by_duckdb(kind: str) -> list[str]:
+            pattern = os.path.join(store_path, "events", kind, "*", "*", "*.parquet")
+            return [
+                row[0]
+                for row in con.execute(
+                    "SELECT file FROM glob($1) WHERE file NOT IN "
+                    "(SELECT file FROM _lifecycle_hidden WHERE kind = $2) ORDER BY file",
+                    [pattern, kind],
+                ).fetchall()
+            ]
+
+        params_file = next(f for f in visible_files(con, "params") if "__schema__" not in f)
+        dot_file = os.path.join(os.path.dirname(params_file), ".copied.parquet")
+        with open(params_file, "rb") as src, open(dot_file, "wb") as dst:
+            dst.write(src.read())
+        assert dot_file in visible_files(con, "params")
+        for kind in ("runs", "params", "metrics"):
+            assert visible_files(con, kind) == by_duckdb(kind)
+        os.remove(dot_file)
+
+        def stop(stage: str) -> None:
+            if stage == "commit":
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            ledger.compact(store_path, grace=0, hook=stop)
+        assert con.execute("SELECT count(*) FROM _lifecycle_hidden").fetchall()[0][0] >= 2
+        for kind in ("runs", "params", "metrics"):
+            assert visible_files(con, kind) == by_duckdb(kind)
+    finally:
+        con.close()
+
+
 def test_metric_history_reads_one_run_like_the_metrics_view(store_path):
     from ledger.analytics.runs import metric_history
 
