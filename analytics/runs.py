@@ -118,8 +118,11 @@ def metric_history(
             # The same order as the view's ORDER BY (nulls last), sorted here: DuckDB's
             # sort on the string key cost as much as reading the points (~5 ms per
             # 100,000), polars' a third of it. Stable, so equal rows keep file order.
-            return frame.sort(
-                ["key", "step", "ts", "seq"], nulls_last=True, maintain_order=True
-            ).drop("seq")
+            return (
+                frame.lazy()
+                .sort(["key", "step", "ts", "seq"], nulls_last=True, maintain_order=True)
+                .drop("seq")
+                .collect()
+            )
 
         return consistent(con, read)
