@@ -115,14 +115,11 @@ def metric_history(
                 f"union_by_name = true) WHERE run_id = $run_id {key_filter}",
                 values,
             )
-            # The same order as the view's ORDER BY (nulls last), sorted here: DuckDB's
-            # sort on the string key cost as much as reading the points (~5 ms per
-            # 100,000), polars' a third of it. Stable, so equal rows keep file order.
-            return (
-                frame.lazy()
-                .sort(["key", "step", "ts", "seq"], nulls_last=True, maintain_order=True)
-                .drop("seq")
-                .collect()
-            )
+            # The view's order (ORDER BY key, step, ts, seq; nulls last), sorted here:
+            # DuckDB's sort on the string key cost as much as reading the points, polars'
+            # a fraction (already ordered points, the common case: 4 ms -> 2 ms of 100,000;
+            # five interleaved keys: 16 ms -> 12 ms). Exact ties keep no particular
+            # order, as in the view.
+            return frame.sort(["key", "step", "ts", "seq"], nulls_last=True).drop("seq")
 
         return consistent(con, read)
