@@ -679,7 +679,10 @@ def hidden_files(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
     if kept is not None and kept[0] == version:
         return kept[1]
     hidden = set(con.execute("SELECT kind, file FROM _lifecycle_hidden").fetchall())
-    _hidden_kept[id(con)] = (version, hidden)
+    # Kept only when the log did not change while it was read: a record that came and
+    # went in between must not leave its answer under the old name set.
+    if txnlog.log_version(store) == version:
+        _hidden_kept[id(con)] = (version, hidden)
     return hidden
 
 
