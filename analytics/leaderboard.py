@@ -155,7 +155,6 @@ _KINDS = ("runs", "params", "tags", "costs")
 _ALSO = ("metrics", "summaries")
 _ENDED_STATUSES = ["finished", "failed", "killed"]
 _ENDED = f"({', '.join(map(quote_literal, _ENDED_STATUSES))})"
-_NO_COSTS = "(SELECT NULL::VARCHAR AS run_id, NULL::DOUBLE AS cost_usd WHERE false)"
 
 
 def _leaderboard(
@@ -189,7 +188,7 @@ def _leaderboard(
                 if snapshot.holds_events("costs"):
                     snapshot.ensure("costs")
                 else:
-                    sources["costs"] = _NO_COSTS
+                    sources["costs"] = ""  # none listed: not even a costs view to plan
             sql, values = _board_sql(scope, mode, metric, top, params, group, sources)
             if "$metric" in sql:  # the plain views' path names the metric in the query
                 values["metric"] = metric
@@ -320,23 +319,20 @@ ranked AS (
             for key in params
         )
         # Costs are summed for the rows shown only.
+        costs, cost_col, cost_join = _costs_of(sources, "board")
         sql = f"""{body},
 board AS (
     SELECT rank() OVER (ORDER BY rank_value {direction} NULLS LAST) AS rank, *
     FROM ranked
     ORDER BY rank_value {direction} NULLS LAST, start_time, run_id
     {limit}
-),
-c AS (
-    SELECT run_id, sum(cost_usd) AS cost_usd
-    FROM {sources.get("costs", "costs")} WHERE run_id IN (SELECT run_id FROM board) GROUP BY run_id
-)
+){costs}
 SELECT
     rank,
     board.run_id, name, experiment, status,
     value AS {metric_col}, step, n_points,
-    duration_s, start_time{param_cols}, c.cost_usd
-FROM board LEFT JOIN c ON c.run_id = board.run_id
+    duration_s, start_time{param_cols}, {cost_col}
+FROM board{cost_join}
 ORDER BY rank_value {direction} NULLS LAST, start_time, board.run_id"""
         return sql, values
     kind, name = group
@@ -352,12 +348,9 @@ ORDER BY rank_value {direction} NULLS LAST, start_time, board.run_id"""
     # Among tied groups' best runs, the earlier-started one wins (as in the ranking).
     tie = "-epoch(start_time)" if mode == "max" else "epoch(start_time)"
     order = f"({best}(rank_value)) {direction} NULLS LAST"
-    sql = f"""{body},
-c AS (
-    SELECT run_id, sum(cost_usd) AS cost_usd
-    FROM {sources.get("costs", "costs")} WHERE run_id IN (SELECT run_id FROM ranked) GROUP BY run_id
-),
-costed AS (SELECT ranked.*, c.cost_usd FROM ranked LEFT JOIN c ON c.run_id = ranked.run_id)
+    costs, cost_col, cost_join = _costs_of(sources, "ranked")
+    sql = f"""{body}{costs},
+costed AS (SELECT ranked.*, {cost_col} FROM ranked{cost_join})
 SELECT
     rank() OVER (ORDER BY {order}) AS rank,
     {key_expr} AS {label},
@@ -374,6 +367,20 @@ GROUP BY {key_expr}
 ORDER BY {order}, {label}
 {limit}"""
     return sql, values
+
+
+def _costs_of(sources: dict[str, str], rows: str) -> tuple[str, str, str]:
+    """The CTE summing the costs of the runs of ``rows``, the ``cost_usd`` column and the
+    join that brings it: a NULL column and nothing to plan when no costs are listed."""
+    costs = sources.get("costs", "costs")
+    if not costs:
+        return "", "NULL::DOUBLE AS cost_usd", ""
+    cte = f""",
+c AS (
+    SELECT run_id, sum(cost_usd) AS cost_usd
+    FROM {costs} WHERE run_id IN (SELECT run_id FROM {rows}) GROUP BY run_id
+)"""
+    return cte, "c.cost_usd", f" LEFT JOIN c ON c.run_id = {rows}.run_id"
 
 
 def known_metrics(con: duckdb.DuckDBPyConnection) -> list[str]:

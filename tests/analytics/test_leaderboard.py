@@ -100,6 +100,18 @@ def test_group_by_param_gives_best_run_mean_std_count(board):
     assert frame["best_run"].to_list() == ["e", "b"]
     assert frame["mean"].to_list() == pytest.approx([0.85, 0.875])
     assert frame["std"].to_list() == pytest.approx([math.sqrt(0.005), math.sqrt(0.00125)])
+    assert frame["cost_usd"].to_list() == [1.5, None]  # summed per group
+
+
+def test_a_store_without_costs_has_no_cost_column(store_path):
+    for i, value in enumerate((0.5, 0.7)):
+        with ledger.start_run("p", "e", f"r{i}", params={"model": "m"}, store=store_path) as run:
+            run.log_metric("val_acc", value)
+    ledger.flush()
+    ranked = leaderboard(store_path, metric="val_acc")
+    grouped = leaderboard(store_path, metric="val_acc", group_by="param:model")
+    assert ranked["name"].to_list() == ["r1", "r0"] and "cost_usd" not in ranked.columns
+    assert grouped["runs"].to_list() == [2] and "cost_usd" not in grouped.columns
 
 
 def test_group_by_tag_and_column(board):
