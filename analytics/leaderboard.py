@@ -12,13 +12,14 @@ share a rank (SQL ``rank()``); among them the earlier-started run is listed firs
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-from ledger.analytics.cache import register, variables_of
+from ledger.analytics.cache import register
 from ledger.analytics.engine import (
     connection,
     consistent,
@@ -178,23 +179,25 @@ def _leaderboard(
     def ask() -> pl.DataFrame:
         # One listing of the visible files per question (the views would re-glob and
         # filter every row against the commit log at each of their scans).
-        snapshot = snapshot_cursor(con, _KINDS, _ALSO, project=scope.project)
-        cur = snapshot.cursor if snapshot is not None else cursor(con)
-        try:
-            sources = _sources(cur, snapshot, scope, metric, mode, agg)
-            if snapshot is not None:
-                # The rows shown need their costs. (A --where subquery over a view reads
-                # the store's own views: the same rows, listed afresh.)
-                if snapshot.holds_events("costs"):
-                    snapshot.ensure("costs")
-                else:
-                    sources["costs"] = ""  # none listed: not even a costs view to plan
-            sql, values = _board_sql(scope, mode, metric, top, params, group, sources)
-            if "$metric" in sql:  # the plain views' path names the metric in the query
-                values["metric"] = metric
-            return fetch_frame(cur, sql, values)
-        finally:
-            cur.close()
+        with snapshot_cursor(con, _KINDS, _ALSO, project=scope.project) as listed:
+            if listed is None:
+                with contextlib.closing(cursor(con)) as cur:
+                    return _ask(cur, None)
+            return _ask(listed.cursor, listed)
+
+    def _ask(cur: duckdb.DuckDBPyConnection, listed: Snapshot | None) -> pl.DataFrame:
+        sources = _sources(cur, listed, scope, metric, mode, agg)
+        if listed is not None:
+            # The rows shown need their costs. (A --where subquery over a view reads
+            # the store's own views: the same rows, listed afresh.)
+            if listed.holds_events("costs"):
+                listed.ensure("costs")
+            else:
+                sources["costs"] = ""  # none listed: not even a costs view to plan
+        sql, values = _board_sql(scope, mode, metric, top, params, group, sources)
+        if "$metric" in sql:  # the plain views' path names the metric in the query
+            values["metric"] = metric
+        return fetch_frame(cur, sql, values)
 
     try:
         frame = consistent(con, ask)
@@ -242,7 +245,7 @@ def _sources(
     if snapshot is None:
         return {"values": f"({values_sql})"}
     files = snapshot.files
-    variables = variables_of(cur)
+    variables = snapshot.session
     register(
         cur,
         "_leaderboard_values",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 from ledger.analytics.engine import connection, fetch_frame, quote_literal
-from ledger.analytics.pruning import runs_cursor
+from ledger.analytics.pruning import pruned_cursor
 from ledger.analytics.resolve import resolve_runs
 
 from ledger.errors import InvalidValueError
@@ -87,16 +87,12 @@ def metric_curves(
         for run_id in dict.fromkeys(run_ids)
     )
     # ...and only the files whose run_id statistics can hold these runs are opened.
-    pruned = runs_cursor(con, list(dict.fromkeys(run_ids)), ("metrics", "runs"))
-    try:
+    with pruned_cursor(con, list(dict.fromkeys(run_ids)), ("metrics", "runs")) as pruned:
         frame = fetch_frame(
             pruned or con,
             f"SELECT * FROM ({per_run}) ORDER BY run_id, key, step, ts, seq",
             {"keys": list(metrics)},
         )
-    finally:
-        if pruned is not None:
-            pruned.close()
     return frame.drop("seq")
 
 

@@ -5,7 +5,7 @@ DuckDB open the footer of every file of a kind (a few hundred on a busy store) t
 their row groups one by one. The writer keeps min/max statistics on ``run_id`` in every
 file, and files are written per writer flush, so a run lives in a handful of them.
 
-:func:`runs_cursor` lists the visible files of each kind once (the same globs as the
+:func:`pruned_cursor` lists the visible files of each kind once (the same globs as the
 ``events_<kind>`` views, minus what the lifecycle commit log hides: a hidden file is
 never read), keeps those whose run_id range can hold one of the runs, and returns a
 cursor of the connection in which ``events_<kind>`` are temporary views over just those
@@ -253,86 +253,61 @@ def files_for_runs(files: Iterable[str], run_ids: Sequence[str]) -> list[str]:
     return kept
 
 
-def runs_cursor(
-    con: duckdb.DuckDBPyConnection,
-    run_ids: Sequence[str],
-    kinds: Sequence[str],
-    listed: dict[str, list[str]] | None = None,
-    exact: Mapping[str, Sequence[str]] | None = None,
-) -> duckdb.DuckDBPyConnection | None:
-    """A cursor of ``con`` whose ``events_<kind>`` views read only the files that may
-    hold ``run_ids`` (see module doc); close it when done. None when pruning does not
-    apply (a connection ``as_of`` a moment, object stores, no files): use ``con``.
+@dataclass
+class KeptCursor:
+    """A cursor of a connection kept for the next question (see :func:`kept_cursor`):
+    the session it copied, and the kinds it has temporary ``events_<kind>`` views of."""
 
-    Only rows of ``run_ids`` are complete through it: filter every query by them.
-    ``listed``: the visible files by kind when the caller listed them already
-    (:func:`visible_files_of`), so one question lists the store once. ``exact``: for
-    some kinds, the very files (among ``listed``) that hold the runs' rows, found by a
-    read of them (``resolve.resolve_and_locate``); the kind's schema files are added.
-    """
-    views = _pruned_views(con, run_ids, kinds, listed, exact)
-    if views is None:
-        return None
-    snapshot = Snapshot(cursor(con), views, views)
-    try:
-        snapshot.ensure(*kinds)
-    except BaseException:
-        snapshot.close()
-        raise
-    return snapshot.cursor
+    session: tuple[tuple[str, str, str], ...]
+    cursor: duckdb.DuckDBPyConnection
+    views: set[str] = field(default_factory=set)
+
+    def drop_views(self, keep: Iterable[str] = ()) -> None:
+        """Drop the temporary views an earlier question made (but those of ``keep``,
+        which the caller replaces): left, they would hide the store's own views."""
+        for kind in sorted(self.views - set(keep)):
+            self.cursor.execute(f"DROP VIEW IF EXISTS temp.main.events_{kind}")
+            self.views.discard(kind)
 
 
-# id(connection) -> idle pruned cursors: (the connection's session when it was made,
-# the cursor, the kinds it has temporary views of).
-_pool: dict[int, list[tuple[tuple[Any, ...], duckdb.DuckDBPyConnection, set[str]]]] = {}
+_pool: dict[int, list[KeptCursor]] = {}
+
+
+def session_of(con: duckdb.DuckDBPyConnection) -> tuple[tuple[str, str, str], ...]:
+    """``con``'s time zone and variables (values as text): what :func:`cursor` copies,
+    so also what a result kept for a cursor depends on (``cache.register``)."""
+    rows = con.execute(
+        "SELECT '', current_setting('TimeZone'), 'TimeZone' UNION ALL "
+        "SELECT name, value::VARCHAR, type FROM duckdb_variables() ORDER BY 1"
+    ).fetchall()
+    return tuple(rows)
 
 
 @contextlib.contextmanager
-def pruned_cursor(
-    con: duckdb.DuckDBPyConnection,
-    run_ids: Sequence[str],
-    kinds: Sequence[str],
-    listed: dict[str, list[str]] | None = None,
-    exact: Mapping[str, Sequence[str]] | None = None,
-) -> Iterator[duckdb.DuckDBPyConnection | None]:
-    """:func:`runs_cursor` as a block, with the cursor taken from (and given back to) a
-    few kept per connection: making one copies every session variable of ``con``, one
-    statement each (~3 ms, a tenth of a diff). A kept cursor is used only while
-    ``con``'s variables and time zone are still those it copied, and only by one
-    question at a time; its ``events_<kind>`` views are made afresh for each question.
-    Yields None where pruning does not apply (use ``con``)."""
-    views = _pruned_views(con, run_ids, kinds, listed, exact)
-    if views is None:
-        yield None
-        return
-    rows = con.execute(
-        "SELECT name, value, type, current_setting('TimeZone') FROM duckdb_variables() "
-        "ORDER BY name"
-    ).fetchall()
-    session = tuple(rows)
+def kept_cursor(con: duckdb.DuckDBPyConnection) -> Iterator[KeptCursor]:
+    """A cursor of ``con`` for one question, taken from (and given back to) a few kept
+    per connection: making one copies every session variable of ``con``, one statement
+    each. A kept cursor is used only while ``con``'s variables and time zone are still
+    those it copied, and by one question at a time; the caller drops or replaces the
+    temporary views an earlier question left (:meth:`KeptCursor.drop_views`). Arrow
+    tables registered on it stay until replaced by name or the cursor is closed. A
+    question that fails closes its cursor."""
+    session = session_of(con)
     key = id(con)
     taken = None
     with _lock:
         idle = _pool.get(key, [])
         while idle and taken is None:
             entry = idle.pop()
-            if entry[0] == session:
+            if entry.session == session:
                 taken = entry
             else:
-                entry[1].close()
+                entry.cursor.close()
     if taken is None:
-        taken = (session, cursor(con), set())
-    _, cur, created = taken
+        taken = KeptCursor(session, cursor(con))
     healthy = False
     try:
-        for kind in created - set(views):
-            cur.execute(f"DROP VIEW IF EXISTS temp.main.events_{kind}")
-        created.clear()
-        for kind, files in views.items():
-            source = read_sql(files, by_name=not same_schema(files))
-            cur.execute(f"CREATE OR REPLACE TEMP VIEW events_{kind} AS SELECT * FROM {source}")
-            created.add(kind)
-        yield cur
+        yield taken
         healthy = True
     finally:
         if healthy:
@@ -344,7 +319,42 @@ def pruned_cursor(
                     _pool[key].append(taken)
                     taken = None
         if taken is not None:
-            cur.close()
+            taken.cursor.close()
+
+
+@contextlib.contextmanager
+def pruned_cursor(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str],
+    kinds: Sequence[str],
+    listed: dict[str, list[str]] | None = None,
+    exact: Mapping[str, Sequence[str]] | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """A cursor of ``con`` whose ``events_<kind>`` views read only the files that may
+    hold ``run_ids`` (see module doc), for the block; None where pruning does not apply
+    (a connection ``as_of`` a moment, object stores, no files): use ``con``. It is a
+    :func:`kept_cursor` (making a cursor was a tenth of a diff) whose views are made
+    afresh for each question.
+
+    Only rows of ``run_ids`` are complete through it: filter every query by them.
+    ``listed``: the visible files by kind when the caller listed them already
+    (:func:`visible_files_of`), so one question lists the store once. ``exact``: for
+    some kinds, the very files (among ``listed``) that hold the runs' rows, found by a
+    read of them (``resolve.resolve_and_locate``); the kind's schema files are added.
+    """
+    views = _pruned_views(con, run_ids, kinds, listed, exact)
+    if views is None:
+        yield None
+        return
+    with kept_cursor(con) as kept:
+        kept.drop_views(keep=views)
+        for kind, files in views.items():
+            source = read_sql(files, by_name=not same_schema(files))
+            kept.cursor.execute(
+                f"CREATE OR REPLACE TEMP VIEW events_{kind} AS SELECT * FROM {source}"
+            )
+            kept.views.add(kind)
+        yield kept.cursor
 
 
 def _pruned_views(
@@ -355,7 +365,7 @@ def _pruned_views(
     exact: Mapping[str, Sequence[str]] | None,
 ) -> dict[str, list[str]] | None:
     """The files each ``events_<kind>`` view of a pruned cursor reads (see
-    :func:`runs_cursor`); None where pruning does not apply."""
+    :func:`pruned_cursor`); None where pruning does not apply."""
     if not run_ids:
         return None
     listed = _listing(con, kinds, (), listed=listed)
@@ -378,47 +388,53 @@ def _pruned_views(
 class Snapshot:
     """A cursor (own session: variables and settings carried over) over the files
     visible at one instant: ``files`` by kind; :meth:`ensure` makes its
-    ``events_<kind>`` views read them."""
+    ``events_<kind>`` views read them. ``session``: the cursor's variables and time
+    zone (:func:`session_of`)."""
 
-    cursor: duckdb.DuckDBPyConnection
+    kept: KeptCursor
     files: dict[str, list[str]]
     views: dict[str, list[str]]
-    created: set[str] = field(default_factory=set)
+
+    @property
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self.kept.cursor
+
+    @property
+    def session(self) -> tuple[tuple[str, str, str], ...]:
+        return self.kept.session
 
     def ensure(self, *kinds: str) -> None:
         """Point ``events_<kind>`` of the cursor at the listed files (creating a view
         binds it: every file's schema is read, so only kinds a question reads)."""
         for kind in kinds:
-            if kind in self.created:
+            if kind in self.kept.views:
                 continue
             self.cursor.execute(
                 f"CREATE TEMP VIEW events_{kind} AS SELECT * FROM {read_sql(self.views[kind])}"
             )
-            self.created.add(kind)
+            self.kept.views.add(kind)
 
     def holds_events(self, kind: str) -> bool:
         """Whether any listed file of ``kind`` can hold rows (not only schema files)."""
         return any(_SCHEMA_PARTITION not in path for path in self.files[kind])
 
-    def close(self) -> None:
-        self.cursor.close()
 
-
+@contextlib.contextmanager
 def snapshot_cursor(
     con: duckdb.DuckDBPyConnection,
     kinds: Sequence[str],
     also: Sequence[str] = (),
     project: str | None = None,
-) -> Snapshot | None:
+) -> Iterator[Snapshot | None]:
     """The files of ``kinds`` (and of ``also``) visible now, listed once, and a cursor
-    whose ``events_<kind>`` views read just them once :meth:`Snapshot.ensure` is
-    called for the kind: the store's own views re-glob and filter every row's file
-    name against the commit log at every scan, which costs as much as the scan on a
-    big store. With ``project``, only that project's partitions are listed
-    (``project=<name>`` directories: the views' ``project`` column comes from that
-    path, so all the project's rows are there). Same rows as the views; close it when
-    done. Files written after the call are not seen through it: take one per
-    question. None where it does not apply (``as_of`` connections, object stores).
+    (a :func:`kept_cursor`) whose ``events_<kind>`` views read just them once
+    :meth:`Snapshot.ensure` is called for the kind: the store's own views re-glob and
+    filter every row's file name against the commit log at every scan, which costs as
+    much as the scan on a big store. With ``project``, only that project's partitions
+    are listed (``project=<name>`` directories: the views' ``project`` column comes
+    from that path, so all the project's rows are there). Same rows as the views.
+    Files written after the call are not seen through it: take one per question. None
+    where it does not apply (``as_of`` connections, object stores).
 
     Run the question inside :func:`ledger.analytics.engine.consistent`, so a listing
     that straddled a lifecycle commit, or a file deleted after it was listed, makes it
@@ -426,15 +442,18 @@ def snapshot_cursor(
     """
     listed = _listing(con, kinds, also, project)
     if listed is None:
-        return None
-    return Snapshot(cursor(con), listed, {kind: listed[kind] for kind in kinds})
+        yield None
+        return
+    with kept_cursor(con) as kept:
+        kept.drop_views()
+        yield Snapshot(kept, listed, {kind: listed[kind] for kind in kinds})
 
 
 def listing(
     con: duckdb.DuckDBPyConnection, kinds: Sequence[str], also: Sequence[str] = ()
 ) -> dict[str, list[str]] | None:
     """The visible files of ``kinds`` and ``also``, listed once for one question (pass
-    it on to :func:`runs_cursor`, ``summaries_sql``, ``resolve_runs``); None where
+    it on to :func:`pruned_cursor`, ``summaries_sql``, ``resolve_runs``); None where
     listing does not apply (``as_of`` connections, object stores, a kind of ``kinds``
     without a single file): read the views."""
     return _listing(con, kinds, also)

@@ -10,7 +10,7 @@ from ledger.analytics import diff as diff_module
 from ledger.analytics import resolve as resolve_module
 from ledger.analytics.diff import diff
 from ledger.analytics.engine import connect
-from ledger.analytics.pruning import files_for_runs, files_matching, runs_cursor, visible_files
+from ledger.analytics.pruning import files_for_runs, files_matching, pruned_cursor, visible_files
 from ledger.analytics.summaries import summaries_sql
 
 import ledger
@@ -53,9 +53,9 @@ def test_pruning_keeps_only_files_that_can_hold_the_run(store_path):
             data = [f for f in files if "__schema__" not in f]
             kept = [f for f in files_for_runs(files, [ids[1]]) if "__schema__" not in f]
             assert 1 <= len(kept) < len(data)
-        cur = runs_cursor(con, [ids[1], ids[3]], ("runs", "params", "tags", "metrics"))
-        assert cur is not None
-        try:
+        kinds = ("runs", "params", "tags", "metrics")
+        with pruned_cursor(con, [ids[1], ids[3]], kinds) as cur:
+            assert cur is not None
             for sql in (
                 "SELECT * FROM runs WHERE run_id IN ($1, $2) ORDER BY run_id",
                 "SELECT run_id, key, value FROM params WHERE run_id IN ($1, $2) ORDER BY ALL",
@@ -70,8 +70,6 @@ def test_pruning_keeps_only_files_that_can_hold_the_run(store_path):
                 cur.execute("SELECT getvariable('stall_after_s')").fetchall()
                 == con.execute("SELECT getvariable('stall_after_s')").fetchall()
             )
-        finally:
-            cur.close()
         fast = con.execute(
             f"SELECT * FROM {summaries_sql(con, [ids[2]])} WHERE run_id = $1 ORDER BY key",
             [ids[2]],
@@ -204,5 +202,26 @@ def test_param_types_are_cached_per_file_and_follow_new_files(store_path):
             ).fetchall()
         )
         assert {k: set(v) for k, v in view.items()} == param_value_types(con, None, None)
+    finally:
+        con.close()
+
+
+def test_a_kept_cursor_leaves_no_pruned_view_to_the_next_question(board):
+    """A diff leaves its cursor (with views over two runs' files) for the next question
+    on the connection; a leaderboard taking it, its --where reading a store view, still
+    sees every run (as on a fresh connection)."""
+    from ledger.analytics import cache
+    from ledger.analytics.leaderboard import leaderboard
+
+    where = "run_id IN (SELECT run_id FROM metrics WHERE key = 'loss')"
+    fresh = leaderboard(board.store, metric="val_acc", where=where)
+    con = connect(board.store)
+    try:
+        diff(runs=["a", "b"], experiment="sweep", con=con)
+        cache.clear()  # the leaderboard folds afresh, making views on the kept cursor
+        reused = leaderboard(metric="val_acc", where=where, con=con)
+        assert reused.equals(fresh) and reused.height == 3
+        diff(runs=["a", "e"], experiment="sweep", con=con)  # and back again
+        assert leaderboard(metric="val_acc", where=where, con=con).equals(fresh)
     finally:
         con.close()
