@@ -153,15 +153,16 @@ def report_costs(
     window = (start, stop) if (start > _MIN_TS or stop < _MAX_TS) else None
     con = connect(store)
     try:
+        source = _costs_source(con)
         per_run = None
         if metric is not None:
             # With a metric, the per-run figures feed three parts (groups, dominated
             # runs, efficiency): fold them once, then query the folded frame.
-            per_run = _per_run_frame(con, metric, mode, project)
+            per_run = _per_run_frame(con, metric, mode, project, source)
             con.register("_report_runs", per_run.to_arrow())
             base_sql, base_params = "SELECT * FROM _report_runs", []
         else:
-            base_sql, base_params = _base_sql(project)
+            base_sql, base_params = _base_sql(project, source)
         split = by in ("day", "week", "month")
         pieces_sql, pieces_params = _pieces_sql(split, window)
         sql, params = _groups_sql(
@@ -189,9 +190,22 @@ _BASE_COLUMNS = (
 )
 
 
-def _base_sql(project: str | None) -> tuple[str, list[Any]]:
+def _costs_source(con: Any) -> str:
+    """What the report reads for each run's priced costs: the ``run_costs`` view, or the
+    same rows priced from cost summaries (``analytics/cost_summaries.py``) where the store
+    has them — one narrow row per run and file instead of every event and JSON document."""
+    from ledger.analytics.cost_summaries import cost_inputs_sql
+
+    inputs = cost_inputs_sql(con)
+    if inputs is None:
+        return "run_costs"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW _report_cost_inputs AS SELECT * FROM {inputs}")
+    return "run_costs_over('_report_cost_inputs')"
+
+
+def _base_sql(project: str | None, source: str = "run_costs") -> tuple[str, list[Any]]:
     where = " WHERE project = ?" if project is not None else ""
-    return f"SELECT {_BASE_COLUMNS} FROM run_costs{where}", (
+    return f"SELECT {_BASE_COLUMNS} FROM {source}{where}", (
         [project] if project is not None else []
     )
 
@@ -208,20 +222,25 @@ def _pieces_sql(split: bool, window: tuple[Any, Any] | None) -> tuple[str, list[
         return "SELECT *, 1.0 AS w FROM base", []
     lo, hi = ("?::TIMESTAMPTZ", "?::TIMESTAMPTZ") if window else ("NULL", "NULL")
     if split:
-        spans = f"""
+        # Most runs start and stop on one day: one piece, no list to unnest. `crossing`
+        # marks the runs split over several days (counted once per group: see _groups_sql).
+        spans = """
             SELECT *, CAST(day AS DATE) AS day,
                 greatest(start_time, day) AS piece_start,
                 least(stop_time, day + INTERVAL 1 DAY) AS piece_end
             FROM (
-                SELECT *, unnest(
-                    CASE WHEN date_trunc('day', start_time) = date_trunc('day', stop_time)
-                         THEN [date_trunc('day', start_time)]
-                         ELSE generate_series(date_trunc('day', start_time),
-                                              date_trunc('day', stop_time), INTERVAL 1 DAY)
-                    END) AS day
-                FROM (SELECT *, {stop_time} AS stop_time FROM base)
+                SELECT *, first_day AS day FROM stops WHERE NOT crossing
+                UNION ALL
+                SELECT *, unnest(generate_series(first_day, last_day, INTERVAL 1 DAY)) AS day
+                FROM stops WHERE crossing
             )
         """
+        spans = f"""WITH stops AS (
+                SELECT *, first_day <> last_day AS crossing
+                FROM (SELECT *, date_trunc('day', start_time) AS first_day,
+                          date_trunc('day', stop_time) AS last_day
+                      FROM (SELECT *, {stop_time} AS stop_time FROM base))
+            ) {spans}"""
     else:
         spans = f"""
             SELECT *, start_time AS piece_start, stop_time AS piece_end
@@ -259,8 +278,14 @@ def _groups_sql(
     with_dominated: bool,
 ) -> tuple[str, list[Any]]:
     """One row per group and the ``TOTAL`` (a grouping set: distinct runs, one pass)."""
-    # A run is one piece unless split over days: then count it once per group.
-    runs = "count(DISTINCT c.run_id)" if split else "count(*)"
+    # A run is one piece unless split over days: then count it once per group (a run
+    # of one day is one piece there too; only runs crossing midnight need DISTINCT).
+    runs = (
+        "count(*) FILTER (WHERE NOT c.crossing) "
+        "+ count(DISTINCT CASE WHEN c.crossing THEN c.run_id END)"
+        if split
+        else "count(*)"
+    )
     sums = ",\n".join(f"sum(c.{name} * c.w) AS {name}" for name in _SUMS)
     wasted = ", ".join(f"'{status}'" for status in WASTED_STATUSES)
     dominated = (
@@ -270,7 +295,8 @@ def _groups_sql(
         else "0.0 AS dominated_usd"
     )
     unknown = (
-        "count(DISTINCT c.run_id) FILTER (WHERE c.cost_usd IS NULL)"
+        "count(*) FILTER (WHERE c.cost_usd IS NULL AND NOT c.crossing) "
+        "+ count(DISTINCT CASE WHEN c.crossing AND c.cost_usd IS NULL THEN c.run_id END)"
         if split
         else "count(*) FILTER (WHERE c.cost_usd IS NULL)"
     )
@@ -292,7 +318,9 @@ def _groups_sql(
     return sql, []
 
 
-def _per_run_frame(con: Any, metric: str, mode: str, project: str | None) -> pl.DataFrame:
+def _per_run_frame(
+    con: Any, metric: str, mode: str, project: str | None, source: str = "run_costs"
+) -> pl.DataFrame:
     """Each run's report figures with its best ``metric`` and whether it is dominated.
 
     A run is dominated when a finished run of the same experiment reached at least as
@@ -304,19 +332,14 @@ def _per_run_frame(con: Any, metric: str, mode: str, project: str | None) -> pl.
     Raises:
         InvalidValueError: no run ever logged ``metric``.
     """
-    base_sql, base_params = _base_sql(project)
-    best = "max" if mode == "max" else "min"
+    base_sql, base_params = _base_sql(project, source)
     sign = 1.0 if mode == "max" else -1.0
-    where_project = " AND project = ?" if project is not None else ""
+    best_sql, best_params = _best_sql(con, metric, mode, project)
     frame = fetch_frame(
         con,
         f"""
         WITH base AS ({base_sql}),
-        best AS (
-            SELECT run_id, {best}(value) FILTER (WHERE NOT isnan(value)) AS metric
-            FROM metrics WHERE key = ?{where_project}
-            GROUP BY run_id
-        ),
+        best AS ({best_sql}),
         scored AS (
             SELECT b.*, m.metric,
                 CASE WHEN m.metric IS NOT NULL AND b.cost_usd IS NOT NULL
@@ -341,7 +364,7 @@ def _per_run_frame(con: Any, metric: str, mode: str, project: str | None) -> pl.
                          RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
                          EXCLUDE CURRENT ROW)
         """,
-        [*base_params, metric, *([project] if project is not None else [])],
+        [*base_params, *best_params],
     )
     if frame["metric"].null_count() == len(frame):
         found = con.execute("SELECT 1 FROM metrics WHERE key = ? LIMIT 1", [metric]).fetchall()
@@ -357,6 +380,36 @@ def _per_run_frame(con: Any, metric: str, mode: str, project: str | None) -> pl.
                 f"Known: {', '.join(names) if names else '(none logged)'}"
             )
     return frame
+
+
+def _best_sql(con: Any, metric: str, mode: str, project: str | None) -> tuple[str, list[Any]]:
+    """Each run's best ``metric`` (NaN skipped) logged in ``project``'s partitions: from the
+    metric summaries (``analytics/summaries.py``: a few rows per run, not every point)
+    where the store's files can be listed, else from the ``metrics`` view."""
+    from ledger.analytics.summaries import _files, summaries_sql
+
+    best = "max" if mode == "max" else "min"
+    listed = None
+    if project is not None:
+        files = {kind: _files(con, kind) for kind in ("metrics", "summaries")}
+        if all(found is not None for found in files.values()):
+            # The view's `project = ?` reads the partition column: keep the same files.
+            marker = f"project={project}/"
+            listed = {
+                kind: [path for rel, path in found.items() if rel.startswith(marker)]
+                for kind, found in files.items()
+                if found is not None
+            }
+    summaries = summaries_sql(con, keys=[metric], listed=listed)
+    if summaries != "metric_summaries" and (project is None or listed is not None):
+        return f"SELECT run_id, {best}_value AS metric FROM {summaries} WHERE key = ?", [metric]
+    where_project = " AND project = ?" if project is not None else ""
+    return (
+        f"""SELECT run_id, {best}(value) FILTER (WHERE NOT isnan(value)) AS metric
+            FROM metrics WHERE key = ?{where_project}
+            GROUP BY run_id""",
+        [metric, *([project] if project is not None else [])],
+    )
 
 
 def _in_window(runs: pl.DataFrame, start: dt.datetime, stop: dt.datetime) -> pl.DataFrame:
@@ -404,7 +457,7 @@ def _efficiency(runs: pl.DataFrame, mode: str) -> tuple[pl.DataFrame, pl.DataFra
     import polars as pl
 
     sign = 1.0 if mode == "max" else -1.0
-    rows, front_rows = [], []
+    rows = []
     for (proj, experiment), part in runs.sort("start_time").group_by(
         ["project", "experiment"], maintain_order=True
     ):
@@ -414,7 +467,6 @@ def _efficiency(runs: pl.DataFrame, mode: str) -> tuple[pl.DataFrame, pl.DataFra
             & ~pl.col("metric").is_nan()
             & (pl.col("status") == "finished")
         )
-        costed = scored.filter(pl.col("cost_usd").is_not_null())
         total_cost = part["cost_usd"].sum() if part["cost_usd"].null_count() < len(part) else None
         row: dict[str, Any] = {
             "project": proj,
@@ -452,27 +504,6 @@ def _efficiency(runs: pl.DataFrame, mode: str) -> tuple[pl.DataFrame, pl.DataFra
                 best_metric_per_usd=best["metric"] / best["cost_usd"] if best["cost_usd"] else None,
             )
         rows.append(row)
-        # Pareto front: cheapest first, keep a run when it beats every cheaper run.
-        best_so_far = None
-        for item in costed.sort(
-            ["cost_usd", "metric"], descending=[False, mode == "max"]
-        ).iter_rows(named=True):
-            value = item["metric"] * sign
-            if best_so_far is None or value > best_so_far:
-                best_so_far = value
-                front_rows.append(
-                    {
-                        "project": proj,
-                        "experiment": experiment,
-                        "run_id": item["run_id"],
-                        "name": item["name"],
-                        "cost_usd": item["cost_usd"],
-                        "metric": item["metric"],
-                        "metric_per_usd": item["metric"] / item["cost_usd"]
-                        if item["cost_usd"]
-                        else None,
-                    }
-                )
     efficiency_schema = {
         "project": pl.Utf8,
         "experiment": pl.Utf8,
@@ -497,9 +528,39 @@ def _efficiency(runs: pl.DataFrame, mode: str) -> tuple[pl.DataFrame, pl.DataFra
         "metric": pl.Float64,
         "metric_per_usd": pl.Float64,
     }
-    return (
-        pl.DataFrame(rows, schema=efficiency_schema),
-        pl.DataFrame(front_rows, schema=front_schema),
+    return pl.DataFrame(rows, schema=efficiency_schema), _front(runs, mode).select(
+        [pl.col(name).cast(kind) for name, kind in front_schema.items()]
+    )
+
+
+def _front(runs: pl.DataFrame, mode: str) -> pl.DataFrame:
+    """Per experiment, the Pareto front of metric vs cost: the finished, costed runs taken
+    cheapest first (better metric first among equal costs), each kept when it beats every
+    cheaper run. Experiments in the order their first run started. One vectorised pass (a
+    running maximum per experiment), not a Python loop over the runs."""
+    import polars as pl
+
+    sign = 1.0 if mode == "max" else -1.0
+    ordered = runs.sort("start_time", maintain_order=True).with_row_index("_order")
+    experiment = ["project", "experiment"]
+    costed = ordered.with_columns(pl.col("_order").min().over(experiment).alias("_group")).filter(
+        pl.col("metric").is_not_null()
+        & ~pl.col("metric").is_nan()
+        & (pl.col("status") == "finished")
+        & pl.col("cost_usd").is_not_null()
+    )
+    costed = costed.sort(
+        ["_group", "cost_usd", "metric"],
+        descending=[False, False, mode == "max"],
+        maintain_order=True,
+    )
+    value = pl.col("metric") * sign
+    beaten = value.cum_max().shift(1).over("_group")
+    return costed.filter(beaten.is_null() | (value > beaten)).with_columns(
+        pl.when(pl.col("cost_usd") != 0)
+        .then(pl.col("metric") / pl.col("cost_usd"))
+        .otherwise(None)
+        .alias("metric_per_usd")
     )
 
 
