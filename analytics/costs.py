@@ -85,12 +85,14 @@ def _group_expression(by: str) -> tuple[str, str, list[Any]]:
         return f"coalesce(c.{by}, '(none)')", "", []
     if by == "user":
         return "coalesce(c.\"user\", '(none)')", "", []
+    # Days, weeks and months group by the date and are named after the aggregation (one
+    # strftime per group, not per run); names sort as the dates do.
     if by == "day":
-        return "strftime(c.day, '%Y-%m-%d')", "", []
+        return "c.day", "", []
     if by == "week":
-        return "strftime(date_trunc('week', c.day), '%G-W%V')", "", []
+        return "date_trunc('week', c.day)", "", []
     if by == "month":
-        return "strftime(date_trunc('month', c.day), '%Y-%m')", "", []
+        return "date_trunc('month', c.day)", "", []
     kind, _, key = by.partition(":")
     if kind in ("tag", "param") and key:
         table = "tags" if kind == "tag" else "params"
@@ -102,6 +104,13 @@ def _group_expression(by: str) -> tuple[str, str, list[Any]]:
     raise InvalidValueError(
         f"Unknown --by {by!r}. Allowed: {', '.join(GROUPS)}, tag:KEY, param:KEY"
     )
+
+
+_LABELS = {
+    "day": "strftime(grp, '%Y-%m-%d')",
+    "week": "strftime(grp, '%G-W%V')",
+    "month": "strftime(grp, '%Y-%m')",
+}
 
 
 def report_costs(
@@ -166,7 +175,13 @@ def report_costs(
         split = by in ("day", "week", "month")
         pieces_sql, pieces_params = _pieces_sql(split, window)
         sql, params = _groups_sql(
-            group_sql, join_sql, split, base_sql, pieces_sql, with_dominated=metric is not None
+            group_sql,
+            join_sql,
+            split,
+            base_sql,
+            pieces_sql,
+            with_dominated=metric is not None,
+            label=_LABELS.get(by, "grp"),
         )
         groups = fetch_frame(con, sql, [*base_params, *pieces_params, *group_params, *params])
         groups = _with_totals(groups, metric is not None)
@@ -222,25 +237,30 @@ def _pieces_sql(split: bool, window: tuple[Any, Any] | None) -> tuple[str, list[
         return "SELECT *, 1.0 AS w FROM base", []
     lo, hi = ("?::TIMESTAMPTZ", "?::TIMESTAMPTZ") if window else ("NULL", "NULL")
     if split:
-        # Most runs start and stop on one day: one piece, no list to unnest. `crossing`
-        # marks the runs split over several days (counted once per group: see _groups_sql).
-        spans = """
-            SELECT *, CAST(day AS DATE) AS day,
+        # Most runs start and stop on one day: one piece, the run itself (no list to
+        # unnest, no bounds to clip). `crossing` marks the runs split over several days
+        # (counted once per group: see _groups_sql); a run ending before its start day
+        # (a skewed clock) has no piece, as generate_series gives it none.
+        spans = f"""
+            WITH stops AS (
+                SELECT *, date_trunc('day', start_time) AS first_day
+                FROM (SELECT *, {stop_time} AS stop_time FROM base)
+            )
+            SELECT *, false AS crossing, CAST(first_day AS DATE) AS day,
+                start_time AS piece_start, stop_time AS piece_end
+            FROM stops
+            WHERE stop_time >= first_day AND stop_time < first_day + INTERVAL 1 DAY
+            UNION ALL
+            SELECT * EXCLUDE (day), true AS crossing, CAST(day AS DATE) AS day,
                 greatest(start_time, day) AS piece_start,
                 least(stop_time, day + INTERVAL 1 DAY) AS piece_end
             FROM (
-                SELECT *, first_day AS day FROM stops WHERE NOT crossing
-                UNION ALL
-                SELECT *, unnest(generate_series(first_day, last_day, INTERVAL 1 DAY)) AS day
-                FROM stops WHERE crossing
+                SELECT *, unnest(generate_series(first_day, date_trunc('day', stop_time),
+                                                 INTERVAL 1 DAY)) AS day
+                FROM stops
+                WHERE NOT (stop_time >= first_day AND stop_time < first_day + INTERVAL 1 DAY)
             )
         """
-        spans = f"""WITH stops AS (
-                SELECT *, first_day <> last_day AS crossing
-                FROM (SELECT *, date_trunc('day', start_time) AS first_day,
-                          date_trunc('day', stop_time) AS last_day
-                      FROM (SELECT *, {stop_time} AS stop_time FROM base))
-            ) {spans}"""
     else:
         spans = f"""
             SELECT *, start_time AS piece_start, stop_time AS piece_end
@@ -276,6 +296,7 @@ def _groups_sql(
     pieces_sql: str,
     *,
     with_dominated: bool,
+    label: str = "grp",
 ) -> tuple[str, list[Any]]:
     """One row per group and the ``TOTAL`` (a grouping set: distinct runs, one pass)."""
     # A run is one piece unless split over days: then count it once per group (a run
@@ -304,7 +325,7 @@ def _groups_sql(
         WITH base AS ({base_sql}),
         c AS ({pieces_sql})
         SELECT
-            CASE WHEN grouping(grp) = 1 THEN 'TOTAL' ELSE grp END AS "group",
+            CASE WHEN grouping(grp) = 1 THEN 'TOTAL' ELSE {label} END AS "group",
             {runs} AS runs,
             {sums},
             {unknown} AS unknown_cost_runs,

@@ -161,6 +161,9 @@ def mixed(store_path, monkeypatch):
         attrs=_resources(cores=16),
         energy=[(T0 + 14 * hour, energy)],
     )
+    run("to-midnight", "nlp", dt.datetime(2025, 3, 2, 23, 0, tzinfo=UTC), 1, attrs=_resources())
+    run("instant", "nlp", T0, 0, attrs=_resources())
+    run("long", "tabular", dt.datetime(2025, 2, 27, 12, 0, tzinfo=UTC), 80, attrs=_resources())
     run("running", "speech", T0, 1, status="running", attrs=_resources(cores=4))
     parent = run("parent", "speech", T0, 4, attrs=_resources(cores=2), experiment="sweep")
     run(
@@ -570,3 +573,58 @@ def test_pareto_front_matches_the_run_by_run_rule():
                     best = item["metric"] * sign
                     expected.append(item["run_id"])
         assert front["run_id"].to_list() == expected
+
+
+def test_runs_split_over_days_as_a_brute_force_split_says(mixed):
+    """Each run cut at UTC midnights, each piece weighted by its share of the run's wall
+    time inside the window; a run counted once per group."""
+
+    store, _ = mixed
+    windows = [None, ("2025-03-03T12:00", "2025-03-04T02:00"), ("2025-03-01", "2025-03-03")]
+    for by in ("day", "week", "month"):
+        for window in windows:
+            _check_split(store, by, window)
+
+
+def _check_split(store, by, window):
+    import ledger
+
+    runs = ledger.query(
+        "SELECT run_id, start_time, duration_s, cost_usd FROM run_costs", store
+    ).rows(named=True)
+    lo = dt.datetime.fromisoformat(window[0]).replace(tzinfo=UTC) if window else None
+    hi = dt.datetime.fromisoformat(window[1]).replace(tzinfo=UTC) if window else None
+    names = {"day": "%Y-%m-%d", "week": "%G-W%V", "month": "%Y-%m"}
+    expected: dict[str, tuple[set, float]] = {}
+    for run in runs:
+        start, seconds = run["start_time"], run["duration_s"]
+        stop = start + dt.timedelta(microseconds=round(seconds * 1e6))
+        day = dt.datetime(start.year, start.month, start.day, tzinfo=UTC)
+        while day <= stop:
+            piece = (max(start, day), min(stop, day + dt.timedelta(days=1)))
+            if seconds > 0:
+                inside = min(piece[1], hi or piece[1]) - max(piece[0], lo or piece[0])
+                share = max(inside.total_seconds(), 0) / seconds
+            else:
+                share = float(
+                    piece[0] == start and (hi is None or start < hi) and (lo is None or start >= lo)
+                )
+            if share > 0:
+                key = day.strftime(names[by])
+                ids, cost = expected.get(key, (set(), 0.0))
+                expected[key] = (ids | {run["run_id"]}, cost + (run["cost_usd"] or 0) * share)
+            day += dt.timedelta(days=1)
+    report = costs.report_costs(
+        store, by=by, since=window[0] if window else None, until=window[1] if window else None
+    ).groups.filter(pl_col_ne_total())
+    assert report["group"].to_list() == sorted(expected)
+    assert report["runs"].to_list() == [len(expected[key][0]) for key in sorted(expected)]
+    assert report["cost_usd"].fill_null(0).to_list() == pytest.approx(
+        [expected[key][1] for key in sorted(expected)]
+    )
+
+
+def pl_col_ne_total():
+    import polars as pl
+
+    return pl.col("group") != "TOTAL"
