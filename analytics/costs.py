@@ -164,6 +164,7 @@ def report_costs(
     try:
         source = _costs_source(con)
         per_run = None
+        base_params: list[Any]
         if metric is not None:
             # With a metric, the per-run figures feed three parts (groups, dominated
             # runs, efficiency): fold them once, then query the folded frame.
