@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ledger.analytics.engine import connect, fetch_frame
+from ledger.analytics.engine import connect, consistent, fetch_frame
 
 from ledger.errors import InvalidValueError, RunNotFoundError
 from ledger.store import Store, open_store
@@ -161,7 +161,10 @@ def report_costs(
     group_sql, join_sql, group_params = _group_expression(by)
     window = (start, stop) if (start > _MIN_TS or stop < _MAX_TS) else None
     con = connect(store)
-    try:
+
+    def ask() -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        # The cost summaries and raw costs files are listed here, not by DuckDB at bind
+        # time: run again if a lifecycle commit straddled the listing (consistent()).
         source = _costs_source(con)
         per_run = None
         base_params: list[Any]
@@ -184,7 +187,11 @@ def report_costs(
             with_dominated=metric is not None,
             label=_LABELS.get(by, "grp"),
         )
-        groups = fetch_frame(con, sql, [*base_params, *pieces_params, *group_params, *params])
+        values = [*base_params, *pieces_params, *group_params, *params]
+        return fetch_frame(con, sql, values), per_run
+
+    try:
+        groups, per_run = consistent(con, ask)
         groups = _with_totals(groups, metric is not None)
         report = CostReport(by=by, groups=groups, budget=budget)
         if budget is not None:
