@@ -628,7 +628,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(METRIC_KEYS)} metrics x {manifest['steps']} steps per run = "
         f"{manifest['points']:,} points; 10 params, 2 tags, 2 run events and 4 cost "
         "events (resources, 3 energy windows) per run, a bill for 1 in 100. One file per "
-        "kind and partition, sorted by run/key/step (the layout compaction leaves)."
+        "kind and partition, sorted by run/key/step (the layout compaction leaves), each "
+        "metrics and costs file with its twin summary (as the writer and compaction write "
+        "them)."
     )
     print(
         f"- On disk: {disk / 2**30:.2f} GiB ({disk / manifest['points']:.2f} bytes per "
