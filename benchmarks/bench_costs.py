@@ -141,12 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     runs = prepare(store, args.quick)
     variants = args.only or list(VARIANTS)
     load = os.getloadavg()
-    results = run_variants(sys.executable, store, variants, args.repeat)
-    baseline = {}
-    if args.baseline:
-        python = os.path.join(args.baseline, ".venv", "bin", "python")
-        rows = run_variants(python, store, variants, args.repeat)
-        baseline = {row["variant"]: row for row in rows}
+    results, baseline = [], {}
+    python = os.path.join(args.baseline, ".venv", "bin", "python") if args.baseline else None
+    for variant in variants:
+        # Variant by variant, this checkout then the baseline: both see the same load.
+        results += run_variants(sys.executable, store, [variant], args.repeat)
+        if python is not None:
+            baseline.update(
+                (row["variant"], row) for row in run_variants(python, store, [variant], args.repeat)
+            )
     after = os.getloadavg()
     print(f"### Cost report: {runs:,} runs ({os.cpu_count()} CPUs)")
     print()
@@ -175,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if baseline:
         print(
-            f"- Baseline: {args.baseline} on the same store, run right after (it reads the "
-            "raw cost events; the cost summaries are files it does not know)."
+            f"- Baseline: {args.baseline} on the same store, each variant right after this "
+            "checkout's (it reads the raw cost events; the cost summaries are files it does "
+            "not know)."
         )
     print(
         "- CPU time is user + system time of the call (all threads): on a shared, loaded "
