@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ledger.analytics.engine import connect, fetch_frame
+from ledger.analytics.engine import connect, consistent, fetch_frame
 
 from ledger.errors import InvalidValueError, RunNotFoundError
 from ledger.store import Store, open_store
@@ -85,12 +85,14 @@ def _group_expression(by: str) -> tuple[str, str, list[Any]]:
         return f"coalesce(c.{by}, '(none)')", "", []
     if by == "user":
         return "coalesce(c.\"user\", '(none)')", "", []
+    # Days, weeks and months group by the date and are named after the aggregation (one
+    # strftime per group, not per run); names sort as the dates do.
     if by == "day":
-        return "strftime(c.day, '%Y-%m-%d')", "", []
+        return "c.day", "", []
     if by == "week":
-        return "strftime(date_trunc('week', c.day), '%G-W%V')", "", []
+        return "date_trunc('week', c.day)", "", []
     if by == "month":
-        return "strftime(date_trunc('month', c.day), '%Y-%m')", "", []
+        return "date_trunc('month', c.day)", "", []
     kind, _, key = by.partition(":")
     if kind in ("tag", "param") and key:
         table = "tags" if kind == "tag" else "params"
@@ -102,6 +104,13 @@ def _group_expression(by: str) -> tuple[str, str, list[Any]]:
     raise InvalidValueError(
         f"Unknown --by {by!r}. Allowed: {', '.join(GROUPS)}, tag:KEY, param:KEY"
     )
+
+
+_LABELS = {
+    "day": "strftime(grp, '%Y-%m-%d')",
+    "week": "strftime(grp, '%G-W%V')",
+    "month": "strftime(grp, '%Y-%m')",
+}
 
 
 def report_costs(
@@ -152,22 +161,37 @@ def report_costs(
     group_sql, join_sql, group_params = _group_expression(by)
     window = (start, stop) if (start > _MIN_TS or stop < _MAX_TS) else None
     con = connect(store)
-    try:
+
+    def ask() -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        # The cost summaries and raw costs files are listed here, not by DuckDB at bind
+        # time: run again if a lifecycle commit straddled the listing (consistent()).
+        source = _costs_source(con)
         per_run = None
+        base_params: list[Any]
         if metric is not None:
             # With a metric, the per-run figures feed three parts (groups, dominated
             # runs, efficiency): fold them once, then query the folded frame.
-            per_run = _per_run_frame(con, metric, mode, project)
+            per_run = _per_run_frame(con, metric, mode, project, source)
             con.register("_report_runs", per_run.to_arrow())
             base_sql, base_params = "SELECT * FROM _report_runs", []
         else:
-            base_sql, base_params = _base_sql(project)
+            base_sql, base_params = _base_sql(project, source)
         split = by in ("day", "week", "month")
         pieces_sql, pieces_params = _pieces_sql(split, window)
         sql, params = _groups_sql(
-            group_sql, join_sql, split, base_sql, pieces_sql, with_dominated=metric is not None
+            group_sql,
+            join_sql,
+            split,
+            base_sql,
+            pieces_sql,
+            with_dominated=metric is not None,
+            label=_LABELS.get(by, "grp"),
         )
-        groups = fetch_frame(con, sql, [*base_params, *pieces_params, *group_params, *params])
+        values = [*base_params, *pieces_params, *group_params, *params]
+        return fetch_frame(con, sql, values), per_run
+
+    try:
+        groups, per_run = consistent(con, ask)
         groups = _with_totals(groups, metric is not None)
         report = CostReport(by=by, groups=groups, budget=budget)
         if budget is not None:
@@ -189,9 +213,22 @@ _BASE_COLUMNS = (
 )
 
 
-def _base_sql(project: str | None) -> tuple[str, list[Any]]:
+def _costs_source(con: Any) -> str:
+    """What the report reads for each run's priced costs: the ``run_costs`` view, or the
+    same rows priced from cost summaries (``analytics/cost_summaries.py``) where the store
+    has them — one narrow row per run and file instead of every event and JSON document."""
+    from ledger.analytics.cost_summaries import cost_inputs_sql
+
+    inputs = cost_inputs_sql(con)
+    if inputs is None:
+        return "run_costs"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW _report_cost_inputs AS SELECT * FROM {inputs}")
+    return "run_costs_over('_report_cost_inputs')"
+
+
+def _base_sql(project: str | None, source: str = "run_costs") -> tuple[str, list[Any]]:
     where = " WHERE project = ?" if project is not None else ""
-    return f"SELECT {_BASE_COLUMNS} FROM run_costs{where}", (
+    return f"SELECT {_BASE_COLUMNS} FROM {source}{where}", (
         [project] if project is not None else []
     )
 
@@ -208,18 +245,28 @@ def _pieces_sql(split: bool, window: tuple[Any, Any] | None) -> tuple[str, list[
         return "SELECT *, 1.0 AS w FROM base", []
     lo, hi = ("?::TIMESTAMPTZ", "?::TIMESTAMPTZ") if window else ("NULL", "NULL")
     if split:
+        # Most runs start and stop on one day: one piece, the run itself (no list to
+        # unnest, no bounds to clip). `crossing` marks the runs split over several days
+        # (counted once per group: see _groups_sql); a run ending before its start day
+        # (a skewed clock) has no piece, as generate_series gives it none.
         spans = f"""
-            SELECT *, CAST(day AS DATE) AS day,
+            WITH stops AS (
+                SELECT *, date_trunc('day', start_time) AS first_day
+                FROM (SELECT *, {stop_time} AS stop_time FROM base)
+            )
+            SELECT *, false AS crossing, CAST(first_day AS DATE) AS day,
+                start_time AS piece_start, stop_time AS piece_end
+            FROM stops
+            WHERE stop_time >= first_day AND stop_time < first_day + INTERVAL 1 DAY
+            UNION ALL
+            SELECT * EXCLUDE (day), true AS crossing, CAST(day AS DATE) AS day,
                 greatest(start_time, day) AS piece_start,
                 least(stop_time, day + INTERVAL 1 DAY) AS piece_end
             FROM (
-                SELECT *, unnest(
-                    CASE WHEN date_trunc('day', start_time) = date_trunc('day', stop_time)
-                         THEN [date_trunc('day', start_time)]
-                         ELSE generate_series(date_trunc('day', start_time),
-                                              date_trunc('day', stop_time), INTERVAL 1 DAY)
-                    END) AS day
-                FROM (SELECT *, {stop_time} AS stop_time FROM base)
+                SELECT *, unnest(generate_series(first_day, date_trunc('day', stop_time),
+                                                 INTERVAL 1 DAY)) AS day
+                FROM stops
+                WHERE NOT (stop_time >= first_day AND stop_time < first_day + INTERVAL 1 DAY)
             )
         """
     else:
@@ -257,10 +304,17 @@ def _groups_sql(
     pieces_sql: str,
     *,
     with_dominated: bool,
+    label: str = "grp",
 ) -> tuple[str, list[Any]]:
     """One row per group and the ``TOTAL`` (a grouping set: distinct runs, one pass)."""
-    # A run is one piece unless split over days: then count it once per group.
-    runs = "count(DISTINCT c.run_id)" if split else "count(*)"
+    # A run is one piece unless split over days: then count it once per group (a run
+    # of one day is one piece there too; only runs crossing midnight need DISTINCT).
+    runs = (
+        "count(*) FILTER (WHERE NOT c.crossing) "
+        "+ count(DISTINCT CASE WHEN c.crossing THEN c.run_id END)"
+        if split
+        else "count(*)"
+    )
     sums = ",\n".join(f"sum(c.{name} * c.w) AS {name}" for name in _SUMS)
     wasted = ", ".join(f"'{status}'" for status in WASTED_STATUSES)
     dominated = (
@@ -270,7 +324,8 @@ def _groups_sql(
         else "0.0 AS dominated_usd"
     )
     unknown = (
-        "count(DISTINCT c.run_id) FILTER (WHERE c.cost_usd IS NULL)"
+        "count(*) FILTER (WHERE c.cost_usd IS NULL AND NOT c.crossing) "
+        "+ count(DISTINCT CASE WHEN c.crossing AND c.cost_usd IS NULL THEN c.run_id END)"
         if split
         else "count(*) FILTER (WHERE c.cost_usd IS NULL)"
     )
@@ -278,7 +333,7 @@ def _groups_sql(
         WITH base AS ({base_sql}),
         c AS ({pieces_sql})
         SELECT
-            CASE WHEN grouping(grp) = 1 THEN 'TOTAL' ELSE grp END AS "group",
+            CASE WHEN grouping(grp) = 1 THEN 'TOTAL' ELSE {label} END AS "group",
             {runs} AS runs,
             {sums},
             {unknown} AS unknown_cost_runs,
@@ -292,7 +347,9 @@ def _groups_sql(
     return sql, []
 
 
-def _per_run_frame(con: Any, metric: str, mode: str, project: str | None) -> pl.DataFrame:
+def _per_run_frame(
+    con: Any, metric: str, mode: str, project: str | None, source: str = "run_costs"
+) -> pl.DataFrame:
     """Each run's report figures with its best ``metric`` and whether it is dominated.
 
     A run is dominated when a finished run of the same experiment reached at least as
@@ -304,19 +361,14 @@ def _per_run_frame(con: Any, metric: str, mode: str, project: str | None) -> pl.
     Raises:
         InvalidValueError: no run ever logged ``metric``.
     """
-    base_sql, base_params = _base_sql(project)
-    best = "max" if mode == "max" else "min"
+    base_sql, base_params = _base_sql(project, source)
     sign = 1.0 if mode == "max" else -1.0
-    where_project = " AND project = ?" if project is not None else ""
+    best_sql, best_params = _best_sql(con, metric, mode, project)
     frame = fetch_frame(
         con,
         f"""
         WITH base AS ({base_sql}),
-        best AS (
-            SELECT run_id, {best}(value) FILTER (WHERE NOT isnan(value)) AS metric
-            FROM metrics WHERE key = ?{where_project}
-            GROUP BY run_id
-        ),
+        best AS ({best_sql}),
         scored AS (
             SELECT b.*, m.metric,
                 CASE WHEN m.metric IS NOT NULL AND b.cost_usd IS NOT NULL
@@ -341,7 +393,7 @@ def _per_run_frame(con: Any, metric: str, mode: str, project: str | None) -> pl.
                          RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
                          EXCLUDE CURRENT ROW)
         """,
-        [*base_params, metric, *([project] if project is not None else [])],
+        [*base_params, *best_params],
     )
     if frame["metric"].null_count() == len(frame):
         found = con.execute("SELECT 1 FROM metrics WHERE key = ? LIMIT 1", [metric]).fetchall()
@@ -357,6 +409,36 @@ def _per_run_frame(con: Any, metric: str, mode: str, project: str | None) -> pl.
                 f"Known: {', '.join(names) if names else '(none logged)'}"
             )
     return frame
+
+
+def _best_sql(con: Any, metric: str, mode: str, project: str | None) -> tuple[str, list[Any]]:
+    """Each run's best ``metric`` (NaN skipped) logged in ``project``'s partitions: from the
+    metric summaries (``analytics/summaries.py``: a few rows per run, not every point)
+    where the store's files can be listed, else from the ``metrics`` view."""
+    from ledger.analytics.summaries import _files, summaries_sql
+
+    best = "max" if mode == "max" else "min"
+    listed = None
+    if project is not None:
+        files = {kind: _files(con, kind) for kind in ("metrics", "summaries")}
+        if all(found is not None for found in files.values()):
+            # The view's `project = ?` reads the partition column: keep the same files.
+            marker = f"project={project}/"
+            listed = {
+                kind: [path for rel, path in found.items() if rel.startswith(marker)]
+                for kind, found in files.items()
+                if found is not None
+            }
+    summaries = summaries_sql(con, keys=[metric], listed=listed)
+    if summaries != "metric_summaries" and (project is None or listed is not None):
+        return f"SELECT run_id, {best}_value AS metric FROM {summaries} WHERE key = ?", [metric]
+    where_project = " AND project = ?" if project is not None else ""
+    return (
+        f"""SELECT run_id, {best}(value) FILTER (WHERE NOT isnan(value)) AS metric
+            FROM metrics WHERE key = ?{where_project}
+            GROUP BY run_id""",
+        [metric, *([project] if project is not None else [])],
+    )
 
 
 def _in_window(runs: pl.DataFrame, start: dt.datetime, stop: dt.datetime) -> pl.DataFrame:
@@ -404,7 +486,7 @@ def _efficiency(runs: pl.DataFrame, mode: str) -> tuple[pl.DataFrame, pl.DataFra
     import polars as pl
 
     sign = 1.0 if mode == "max" else -1.0
-    rows, front_rows = [], []
+    rows = []
     for (proj, experiment), part in runs.sort("start_time").group_by(
         ["project", "experiment"], maintain_order=True
     ):
@@ -414,7 +496,6 @@ def _efficiency(runs: pl.DataFrame, mode: str) -> tuple[pl.DataFrame, pl.DataFra
             & ~pl.col("metric").is_nan()
             & (pl.col("status") == "finished")
         )
-        costed = scored.filter(pl.col("cost_usd").is_not_null())
         total_cost = part["cost_usd"].sum() if part["cost_usd"].null_count() < len(part) else None
         row: dict[str, Any] = {
             "project": proj,
@@ -452,27 +533,6 @@ def _efficiency(runs: pl.DataFrame, mode: str) -> tuple[pl.DataFrame, pl.DataFra
                 best_metric_per_usd=best["metric"] / best["cost_usd"] if best["cost_usd"] else None,
             )
         rows.append(row)
-        # Pareto front: cheapest first, keep a run when it beats every cheaper run.
-        best_so_far = None
-        for item in costed.sort(
-            ["cost_usd", "metric"], descending=[False, mode == "max"]
-        ).iter_rows(named=True):
-            value = item["metric"] * sign
-            if best_so_far is None or value > best_so_far:
-                best_so_far = value
-                front_rows.append(
-                    {
-                        "project": proj,
-                        "experiment": experiment,
-                        "run_id": item["run_id"],
-                        "name": item["name"],
-                        "cost_usd": item["cost_usd"],
-                        "metric": item["metric"],
-                        "metric_per_usd": item["metric"] / item["cost_usd"]
-                        if item["cost_usd"]
-                        else None,
-                    }
-                )
     efficiency_schema = {
         "project": pl.Utf8,
         "experiment": pl.Utf8,
@@ -497,9 +557,39 @@ def _efficiency(runs: pl.DataFrame, mode: str) -> tuple[pl.DataFrame, pl.DataFra
         "metric": pl.Float64,
         "metric_per_usd": pl.Float64,
     }
-    return (
-        pl.DataFrame(rows, schema=efficiency_schema),
-        pl.DataFrame(front_rows, schema=front_schema),
+    return pl.DataFrame(rows, schema=efficiency_schema), _front(runs, mode).select(
+        [pl.col(name).cast(kind) for name, kind in front_schema.items()]
+    )
+
+
+def _front(runs: pl.DataFrame, mode: str) -> pl.DataFrame:
+    """Per experiment, the Pareto front of metric vs cost: the finished, costed runs taken
+    cheapest first (better metric first among equal costs), each kept when it beats every
+    cheaper run. Experiments in the order their first run started. One vectorised pass (a
+    running maximum per experiment), not a Python loop over the runs."""
+    import polars as pl
+
+    sign = 1.0 if mode == "max" else -1.0
+    ordered = runs.sort("start_time", maintain_order=True).with_row_index("_order")
+    experiment = ["project", "experiment"]
+    costed = ordered.with_columns(pl.col("_order").min().over(experiment).alias("_group")).filter(
+        pl.col("metric").is_not_null()
+        & ~pl.col("metric").is_nan()
+        & (pl.col("status") == "finished")
+        & pl.col("cost_usd").is_not_null()
+    )
+    costed = costed.sort(
+        ["_group", "cost_usd", "metric"],
+        descending=[False, False, mode == "max"],
+        maintain_order=True,
+    )
+    value = pl.col("metric") * sign
+    beaten = value.cum_max().shift(1).over("_group")
+    return costed.filter(beaten.is_null() | (value > beaten)).with_columns(
+        pl.when(pl.col("cost_usd") != 0)
+        .then(pl.col("metric") / pl.col("cost_usd"))
+        .otherwise(None)
+        .alias("metric_per_usd")
     )
 
 

@@ -58,7 +58,9 @@ T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 # Bumped when the generated files change, so a store built by an older generator is
 # rebuilt. 2: metrics files have their twin summaries, as real writers leave them.
 # 3: cost events as the energy meter writes them (kinds the cost report prices).
-LAYOUT = 3
+# 4: costs files have their twin cost summaries, as real writers leave them (a layout-3
+# store is brought to 4 in place by add_cost_summaries, as a compaction would).
+LAYOUT = 4
 
 
 def log(message: str) -> None:
@@ -78,7 +80,7 @@ def generate(root: str, runs: int, points: int, seed: int = 7) -> dict[str, Any]
 
     from ledger import events
     from ledger.store import Store
-    from ledger.summaries import summarize
+    from ledger.summaries import summarize_twin
 
     store = Store(root)
     store.ensure_initialized()
@@ -134,14 +136,15 @@ def generate(root: str, runs: int, points: int, seed: int = 7) -> dict[str, Any]
             written += store.write_parquet(
                 store.partition_dir(kind, project, day), name, table, kind
             )
-            if kind == "metrics":
-                # Every metrics file gets its twin summary, as the writer's flushes and
-                # compaction's rewrites do (ledger/summaries.py).
+            if kind in events.TWINS:
+                # Every metrics and costs file gets its twin summary, as the writer's
+                # flushes and compaction's rewrites do (ledger/summaries.py,
+                # ledger/cost_summaries.py).
                 written += store.write_parquet(
-                    store.partition_dir("summaries", project, day),
+                    store.partition_dir(events.TWINS[kind], project, day),
                     name,
-                    summarize(table),
-                    "summaries",
+                    summarize_twin(kind, table),
+                    events.TWINS[kind],
                 )
 
         index = np.arange(count)
@@ -232,11 +235,11 @@ def generate(root: str, runs: int, points: int, seed: int = 7) -> dict[str, Any]
                 ),
             },
         )
-        # costs: what the sampler and energy meter write (see cost_columns)
-        for cost_kind, columns in cost_columns(
-            first, part, ids, start_us, duration_us, writer, rng
-        ).items():
-            write("costs", columns, name=f"part-{cost_kind}.parquet")
+        # costs: what the sampler and energy meter write (see cost_columns), as one file
+        # per partition sorted by run and time: what `ledger compact` leaves of a day's
+        # flushes (with its twin cost summary, as compaction writes it)
+        costs = costs_table(cost_columns(first, part, ids, start_us, duration_us, writer, rng))
+        write("costs", {name: costs[name] for name in costs.column_names}, name="c-costs.parquet")
         # metrics: sorted by run, key, step (the order compaction writes)
         n_keys = len(METRIC_KEYS)
         rows = count * n_keys * steps
@@ -287,6 +290,73 @@ def generate(root: str, runs: int, points: int, seed: int = 7) -> dict[str, Any]
 
 GPU_MODELS = ("NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3", "Tesla T4")
 INSTANCE_TYPES = ("g6.xlarge", "p4d.24xlarge", "m5.xlarge", "c5.2xlarge", "x9.unlisted")
+
+
+def costs_table(by_kind: dict[str, dict[str, Any]]) -> Any:
+    """The cost events of one partition (``cost_columns``) as one table sorted by run and
+    time, the way compaction rewrites a partition's costs files."""
+    import pyarrow as pa
+
+    from ledger import events
+
+    schema = events.arrow_schema("costs")
+    tables = []
+    for columns in by_kind.values():
+        length = len(next(iter(columns.values())))
+        arrays = [
+            (
+                columns[f.name].cast(pa.string())
+                if pa.types.is_dictionary(columns[f.name].type)
+                else columns[f.name].cast(f.type)
+            )
+            if f.name in columns
+            else pa.nulls(length, f.type)
+            for f in schema
+        ]
+        tables.append(pa.Table.from_arrays(arrays, schema=schema))
+    return pa.concat_tables(tables).sort_by([("run_id", "ascending"), ("ts", "ascending")])
+
+
+def add_cost_summaries(root: str) -> int:
+    """Bring a layout-3 store (three costs files per partition, no cost summaries) to
+    layout 4 in place: each partition's costs merged into one file sorted by run and time,
+    with its twin cost summary, as ``ledger compact`` leaves them; bytes written."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ledger import events
+    from ledger.store import Store
+    from ledger.summaries import summarize_twin
+
+    store = Store(root)
+    store.ensure_initialized()
+    base = os.path.join(root, "events", "costs")
+    written = 0
+    for folder, _, names in sorted(os.walk(base)):
+        if "date=" not in folder or "__schema__" in folder:
+            continue
+        project = folder.split("project=")[1].split(os.sep)[0]
+        day = dt.date.fromisoformat(folder.split("date=")[1].split(os.sep)[0])
+        old = sorted(name for name in names if name.startswith("part-"))
+        if not old:
+            continue
+        table = pa.concat_tables(
+            [pq.read_table(os.path.join(folder, name), partitioning=None) for name in old],
+            promote_options="default",
+        ).sort_by([("run_id", "ascending"), ("ts", "ascending")])
+        table = table.cast(events.arrow_schema("costs"))
+        written += store.write_parquet(folder, "c-costs.parquet", table, "costs")
+        written += store.write_parquet(
+            store.partition_dir("cost_summaries", project, day),
+            "c-costs.parquet",
+            summarize_twin("costs", table),
+            "cost_summaries",
+        )
+        for name in old:
+            os.remove(os.path.join(folder, name))
+    return written
 
 
 def cost_columns(
@@ -480,6 +550,14 @@ def main(argv: list[str] | None = None) -> int:
     if os.path.exists(manifest_path) and not args.rebuild:
         with open(manifest_path) as handle:
             manifest = json.load(handle)
+        if (manifest["runs"], manifest["requested_points"]) == (runs, points) and manifest.get(
+            "layout"
+        ) == 3:
+            log(f"adding cost summaries to {root} (layout 3 -> {LAYOUT})")
+            manifest["bytes"] += add_cost_summaries(root)
+            manifest["layout"] = LAYOUT
+            with open(manifest_path, "w") as handle:
+                json.dump(manifest, handle)
         if (manifest["runs"], manifest["requested_points"], manifest.get("layout")) != (
             runs,
             points,
@@ -550,7 +628,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(METRIC_KEYS)} metrics x {manifest['steps']} steps per run = "
         f"{manifest['points']:,} points; 10 params, 2 tags, 2 run events and 4 cost "
         "events (resources, 3 energy windows) per run, a bill for 1 in 100. One file per "
-        "kind and partition, sorted by run/key/step (the layout compaction leaves)."
+        "kind and partition, sorted by run/key/step (the layout compaction leaves), each "
+        "metrics and costs file with its twin summary (as the writer and compaction write "
+        "them)."
     )
     print(
         f"- On disk: {disk / 2**30:.2f} GiB ({disk / manifest['points']:.2f} bytes per "

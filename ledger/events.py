@@ -30,6 +30,7 @@ KINDS = (
     "system",
     "costs",
     "summaries",
+    "cost_summaries",
 )
 """Every event kind, in the order views are built."""
 
@@ -183,6 +184,54 @@ COLUMNS["summaries"] = [
     ("max_value", "float64"),
     ("max_step", "int64"),
 ]
+
+# Per (run, writer) fold of the cost events in ONE costs file, written as that file's twin
+# (same partition, same file name under events/cost_summaries/) by the writer and by every
+# lifecycle rewrite. What the cost report folds per run, with each figure's time so rows
+# of many files merge exactly: the latest resources document (parsed; ``r_attrs`` keeps
+# the raw text when it cannot be parsed exactly as DuckDB's from_json would), each energy
+# figure with the time of its latest non-null value, bills summed. Readers use a cost
+# summary only while its costs twin exists (see ledger/cost_summaries.py).
+COLUMNS["cost_summaries"] = [
+    ("run_id", "string"),
+    ("writer_id", "string"),
+    ("ts", _TS),
+    ("n_events", "int64"),
+    ("r_ts", _TS),
+    ("r_attrs_ts", _TS),
+    ("r_host", "string"),
+    ("r_cpu_cores", "float64"),
+    ("r_gpu_count", "float64"),
+    ("r_gpu_model", "string"),
+    ("r_instance_type", "string"),
+    ("r_instance_source", "string"),
+    ("r_region", "string"),
+    ("r_attrs", "string"),
+    ("e_n", "int64"),
+    ("e_source", "string"),
+    ("e_source_ts", _TS),
+    ("e_energy_kwh", "float64"),
+    ("e_energy_kwh_ts", _TS),
+    ("e_cpu_energy_kwh", "float64"),
+    ("e_cpu_energy_kwh_ts", _TS),
+    ("e_gpu_energy_kwh", "float64"),
+    ("e_gpu_energy_kwh_ts", _TS),
+    ("e_ram_energy_kwh", "float64"),
+    ("e_ram_energy_kwh_ts", _TS),
+    ("e_emissions_kg", "float64"),
+    ("e_emissions_kg_ts", _TS),
+    ("e_measured", "bool"),
+    ("e_measured_ts", _TS),
+    ("e_attrs_ts", _TS),
+    ("e_covered_s", "float64"),
+    ("e_attrs", "string"),
+    ("bill_n", "int64"),
+    ("bill_usd", "float64"),
+    ("bill_sources", "string"),
+]
+
+TWINS = {"metrics": "summaries", "costs": "cost_summaries"}
+"""Kinds whose every file has a summary twin of the same name (``kind -> twin kind``)."""
 
 PARTITION_COLUMNS = (("project", "string"), ("date", "date32"))
 

@@ -540,12 +540,14 @@ def compact(
             source = txnlog.tier_store(store_obj, tier)
             hidden = txnlog.read_log(store_obj).hidden()
             groups: dict[tuple[str, str, str], list[FileEntry]] = defaultdict(list)
-            # Summaries are not compacted on their own: each compacted metrics file gets a
-            # fresh twin summary (Transaction.add_output) and its inputs' twins go with it.
-            twins: dict[tuple[str, str, str], FileEntry] = {}
+            # Summaries are not compacted on their own: each compacted metrics or costs
+            # file gets a fresh twin summary (Transaction.add_output) and its inputs'
+            # twins go with it.
+            twin_kinds = set(events.TWINS.values())
+            twins: dict[tuple[str, str, str, str], FileEntry] = {}
             for entry in visible_files(store_obj, tier, None, hidden):
-                if entry.kind == "summaries":
-                    twins[(entry.project, entry.date, entry.name)] = entry
+                if entry.kind in twin_kinds:
+                    twins[(entry.kind, entry.project, entry.date, entry.name)] = entry
                     continue
                 if project is not None and entry.project != project:
                     continue
@@ -572,8 +574,9 @@ def compact(
                     txn.add_output(tier, kind, proj, date, table.slice(offset, per), "c")
                 for entry in group:
                     txn.add_input(tier, entry)
-                    twin = twins.get((entry.project, entry.date, entry.name))
-                    if kind == "metrics" and twin is not None:
+                    twin_kind = events.TWINS.get(kind)
+                    twin = twins.get((twin_kind or "", entry.project, entry.date, entry.name))
+                    if twin is not None:
                         txn.add_input(tier, twin)
                 written = txn.commit(hook)
                 result.rows += table.num_rows

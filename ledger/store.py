@@ -77,6 +77,11 @@ _WRITE_OPTIONS: dict[str, dict[str, Any]] = {
         "write_statistics": ["run_id", "key", "writer_id", "ts", "last_step", "last_ts"],
         "use_dictionary": ["run_id", "key", "writer_id"],
     },
+    "cost_summaries": {
+        # energy figures may be NaN: no statistics on float columns (see "metrics").
+        "write_statistics": ["run_id", "writer_id", "ts"],
+        "use_dictionary": ["run_id", "writer_id", "r_host", "r_gpu_model", "e_source"],
+    },
     "system": {
         "write_statistics": ["run_id", "ts", "writer_id", "seq", "device", "key"],
         "use_dictionary": ["run_id", "device", "key", "writer_id"],

@@ -116,3 +116,14 @@ def summarize(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(
         [columns[field.name].cast(field.type) for field in schema], schema=schema
     )
+
+
+def summarize_twin(kind: str, table: pa.Table) -> pa.Table:
+    """The twin summary (kind ``events.TWINS[kind]``) of one ``kind`` file's ``table``."""
+    if kind == "metrics":
+        return summarize(table)
+    if kind == "costs":
+        from ledger.cost_summaries import summarize_costs
+
+        return summarize_costs(table)
+    raise ValueError(f"Kind {kind!r} has no summary twin")

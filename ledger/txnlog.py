@@ -409,15 +409,18 @@ class Transaction:
     def add_output(
         self, tier: str, kind: str, project: str, date: str, table: pa.Table, prefix: str
     ) -> Output:
+        from ledger import events
+
         out = Output(tier, kind, project, date, self.output_name(prefix), table)
         self.outputs.append(out)
-        if kind == "metrics":
-            # Readers use a metric summary only beside its metrics file of the same name
-            # (ledger/summaries.py): give rewritten metrics files their twin in the same
-            # transaction, so compacted and archived runs stay fast to fold.
-            from ledger.summaries import summarize
+        if kind in events.TWINS:
+            # Readers use a summary only beside its metrics/costs file of the same name
+            # (ledger/summaries.py, ledger/cost_summaries.py): give rewritten files their
+            # twin in the same transaction, so compacted and archived runs stay fast to fold.
+            from ledger.summaries import summarize_twin
 
-            twin = Output(tier, "summaries", project, date, out.name, summarize(table))
+            twin_kind = events.TWINS[kind]
+            twin = Output(tier, twin_kind, project, date, out.name, summarize_twin(kind, table))
             self.outputs.append(twin)
         return out
 

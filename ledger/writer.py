@@ -295,25 +295,28 @@ class Writer:
                 directory = self.store.partition_dir(kind, project, day)
                 ids = sorted(set(run_ids[(kind, project)]))
                 self._pending.append(_PendingFile(kind, directory, name, part, ids))
-                if kind == "metrics":
-                    self._queue_summary(project, day, name, part, ids)
+                if kind in events.TWINS:
+                    self._queue_summary(kind, project, day, name, part, ids)
         return more
 
     def _queue_summary(
-        self, project: str, day: Any, name: str, metrics: pa.Table, run_ids: list[str]
+        self, kind: str, project: str, day: Any, name: str, table: pa.Table, run_ids: list[str]
     ) -> None:
-        # The twin summary goes after its metrics file (writes are in order), so a crash
-        # between them leaves raw points that readers still fold. A summary is only a
-        # speed-up: if it cannot be built, readers fold the raw points instead.
-        from ledger.summaries import summarize
+        # The twin summary goes after its metrics/costs file (writes are in order), so a
+        # crash between them leaves raw events that readers still fold. A summary is only
+        # a speed-up: if it cannot be built, readers fold the raw events instead.
+        from ledger.summaries import summarize_twin
 
         try:
-            table = summarize(metrics)
+            summary = summarize_twin(kind, table)
         except Exception as exc:
-            log.warning("ledger: no metric summary for %s (%s: %s)", name, type(exc).__name__, exc)
+            log.warning(
+                "ledger: no %s summary for %s (%s: %s)", kind, name, type(exc).__name__, exc
+            )
             return
-        twin = self.store.partition_dir("summaries", project, day)
-        self._pending.append(_PendingFile("summaries", twin, name, table, run_ids))
+        twin_kind = events.TWINS[kind]
+        twin = self.store.partition_dir(twin_kind, project, day)
+        self._pending.append(_PendingFile(twin_kind, twin, name, summary, run_ids))
 
     def _metric_table(self, run_id: str, chunk: list[tuple[str, float, int, float]]) -> pa.Table:
         import numpy as np
