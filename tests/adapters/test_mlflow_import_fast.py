@@ -124,3 +124,25 @@ def test_file_store_blank_and_stepless_lines(tmp_path):
         "SELECT key, step, value FROM metrics ORDER BY key, step", str(tmp_path / "store")
     ).rows()
     assert rows == [("acc", 0, 0.75), ("loss", 0, 0.5), ("loss", 1, 0.25)]
+
+
+@pytest.mark.parametrize("layout", ["random", "blocks", "reversed", "repeated-blocks", "empty"])
+def test_block_order_equals_a_stable_sort(layout):
+    import numpy as np
+    from ledger.adapters.mlflow_import import _stable_order
+
+    rng = np.random.default_rng(3)
+    if layout == "random":
+        group = rng.integers(0, 7, 5000)
+    elif layout == "blocks":  # runs logged one after another, in any id order
+        group = np.repeat(rng.permutation(200), 25)
+    elif layout == "reversed":
+        group = np.sort(rng.integers(0, 50, 5000))[::-1].copy()
+    elif layout == "repeated-blocks":  # the same (run, key) in several blocks
+        group = np.repeat(rng.integers(0, 30, 300), 20)
+    else:
+        group = np.zeros(0, np.int64)
+    order, blocks = _stable_order(group)
+    assert (order == np.argsort(group, kind="stable")).all()
+    if len(group):
+        assert blocks[0] == 0 and all(group[b] != group[b - 1] for b in blocks[1:])
