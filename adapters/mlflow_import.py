@@ -617,14 +617,10 @@ class SqlReader(Reader):
             for r in rows
         }
         sub = f"SELECT run_uuid FROM runs WHERE {where}"
-        for key, value, run_id in self._query(
-            f'SELECT "key", value, run_uuid FROM params WHERE run_uuid IN ({sub})', params
-        ):
+        for key, value, run_id in self._key_values("params", sub, params):
             if run_id in records:
                 records[run_id].params[key] = value
-        for key, value, run_id in self._query(
-            f'SELECT "key", value, run_uuid FROM tags WHERE run_uuid IN ({sub})', params
-        ):
+        for key, value, run_id in self._key_values("tags", sub, params):
             if run_id in records:
                 records[run_id].tags[key] = value
         for record in records.values():
@@ -635,6 +631,27 @@ class SqlReader(Reader):
         if {"inputs", "datasets"} <= self._tables:
             self._read_inputs(records, sub, params)
         return [records[k] for k in sorted(records)], []
+
+    def _key_values(self, table: str, sub: str, params: list[Any]) -> Iterable[tuple[Any, ...]]:
+        """(key, value, run_uuid) of the selection's params or tags.
+
+        Through ADBC when it is installed: one call without the GIL, then three column
+        conversions. sqlite3 builds a tuple per row and takes the GIL back for each, so
+        with the metric scan's threads running it spends more time waiting than working.
+        """
+        sql = f'SELECT "key", value, run_uuid FROM {table}'
+        if not self._whole_table:
+            sql += f" WHERE run_uuid IN ({sub})"
+        elif params:
+            params = []
+        if self._arrow("SELECT 1", []) is not None:
+            try:
+                found = self._arrow(sql, params)
+            except Exception:  # e.g. a value typed unlike the first batch's: use sqlite3
+                found = None
+            if found is not None:
+                return zip(*(column.to_pylist() for column in found.columns), strict=True)
+        return self._query(sql, params)
 
     def _column_names(self, table: str) -> set[str]:
         if self._engine is None:
@@ -1589,9 +1606,29 @@ def _experiment_selection(
 
 
 def _fingerprint(
-    record: RunRecord, n_points: int, last_ts: int, artifacts: list[tuple[str, int | None]]
+    record: RunRecord,
+    n_points: int,
+    last_ts: int,
+    artifacts: list[tuple[str, int | None]],
+    parts: tuple[str, str] | None = None,
 ) -> str:
-    data = [
+    """What a run's import depends on, hashed: the JSON of ``[status, end_time,
+    lifecycle_stage, name, params, tags, inputs, n_points, last_ts, artifacts]``.
+
+    ``parts`` is :func:`_fingerprint_parts` computed beforehand (while the metric scan
+    runs): the same JSON text, built around the two figures that need the scan.
+    """
+    head, tail = parts if parts is not None else _fingerprint_parts(record, artifacts)
+    return stable_id(f"[{head}, {int(n_points)}, {int(last_ts)}, {tail}]")
+
+
+def _fingerprint_parts(
+    record: RunRecord, artifacts: list[tuple[str, int | None]]
+) -> tuple[str, str]:
+    """The fingerprint's JSON before and after (n_points, last_ts): exactly what
+    ``json.dumps`` writes for the whole list (items joined by ", ")."""
+    dumps = functools.partial(json.dumps, sort_keys=True, default=str)
+    head = [
         record.status,
         record.end_time,
         record.lifecycle_stage,
@@ -1599,11 +1636,8 @@ def _fingerprint(
         sorted(record.params.items()),
         sorted(record.tags.items()),
         record.inputs,
-        n_points,
-        last_ts,
-        artifacts,
     ]
-    return stable_id(json.dumps(data, sort_keys=True, default=str))
+    return ", ".join(dumps(item) for item in head), dumps(artifacts)
 
 
 def _existing_fingerprints(store: Store, project: str) -> dict[str, str]:
@@ -1896,7 +1930,13 @@ class _Points:
             run, key, value, step, stamp = (a[keep] for a in (run, key, value, step, stamp))
         self._run, self._key, self._value, self._step, self._stamp = run, key, value, step, stamp
         self._width = max(len(self.keys), 1)
-        self._order, blocks = _stable_order(run.astype(np.int64) * self._width + key)
+        # (run, key) codes, in int32 when they fit (half the memory to touch)
+        wide = np.int64 if n_runs * self._width >= 2**31 else np.int32
+        group = run.astype(wide)
+        group *= self._width
+        group += key
+        self._order, blocks = _stable_order(group)
+        del group
         self.counts = np.bincount(run, minlength=n_runs)
         self.starts = np.zeros(n_runs + 1, np.int64)
         np.cumsum(self.counts, out=self.starts[1:])
@@ -1985,7 +2025,7 @@ def _stable_order(group: Any) -> tuple[Any, Any]:
     by = np.argsort(group[blocks], kind="stable")
     first, length = blocks[by], np.diff(blocks, append=n)[by]
     # Consecutive rows within a block; at each block's start, a jump to its first row.
-    order = np.ones(n, np.int64)
+    order = np.ones(n, np.int32 if n < 2**31 else np.int64)
     order[0] = first[0]
     order[np.cumsum(length[:-1])] = first[1:] - first[:-1] - length[:-1] + 1
     return np.cumsum(order, out=order), blocks
@@ -2197,6 +2237,14 @@ def _import_chunks(
             # A chunk with a new run is written: its files that do not depend on metrics
             # are written now, while the scan runs.
             early.append(_submit_writes(builder.prebuilt, chunk, store, project, pool, writes))
+        # Fingerprints but for their metric figures, while the scan runs.
+        prepared = {
+            record.run_id: _fingerprint_parts(
+                record, [(f.path, f.size) for f in listed[record.run_id]]
+            )
+            for record in ordered
+            if record.run_id in listed
+        }
         result = bulk.result() if bulk is not None else None
         bulk = None
         points: _Points | None = None
@@ -2223,6 +2271,7 @@ def _import_chunks(
                 experiments,
                 models,
                 listed,
+                prepared,
                 broken,
                 existing,
                 artifact_mode,
@@ -2305,6 +2354,7 @@ def _import_chunk(
     experiments: dict[str, Experiment],
     models: dict[str, list[LoggedModel]],
     listed: dict[str, list[ArtifactFile]],
+    prepared: dict[str, tuple[str, str]],
     broken: dict[str, str],
     existing: dict[str, str],
     artifact_mode: str,
@@ -2325,7 +2375,12 @@ def _import_chunk(
     good = [r for r in chunk.runs if r.run_id not in broken]
     counts = {r.run_id: points.count(position[r.run_id]) for r in good}
     fingerprints = {
-        r.run_id: _fingerprint(r, *counts[r.run_id], [(f.path, f.size) for f in listed[r.run_id]])
+        r.run_id: _fingerprint(
+            r,
+            *counts[r.run_id],
+            [(f.path, f.size) for f in listed[r.run_id]],
+            prepared.get(r.run_id),
+        )
         for r in good
     }
     states = {

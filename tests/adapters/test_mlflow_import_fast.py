@@ -146,3 +146,40 @@ def test_block_order_equals_a_stable_sort(layout):
     assert (order == np.argsort(group, kind="stable")).all()
     if len(group):
         assert blocks[0] == 0 and all(group[b] != group[b - 1] for b in blocks[1:])
+
+
+def test_fingerprint_in_parts_equals_the_whole_json():
+    # A fingerprint is built around its metric figures while the scan runs; it must stay
+    # the hash of the same JSON, or a store imported before would re-import as updated.
+    import json
+
+    from ledger.adapters.mlflow_import import RunRecord, _fingerprint
+
+    from ledger.ids import stable_id
+
+    def whole(record, n_points, last_ts, artifacts):
+        data = [
+            record.status,
+            record.end_time,
+            record.lifecycle_stage,
+            record.name,
+            sorted(record.params.items()),
+            sorted(record.tags.items()),
+            record.inputs,
+            n_points,
+            last_ts,
+            artifacts,
+        ]
+        return stable_id(json.dumps(data, sort_keys=True, default=str))
+
+    run = RunRecord(
+        "a" * 32, "1", 'nä"me', "FINISHED", 1, None, "active", None, None,
+        params={"p": "1", "é": "x\n"}, tags={"t": "v"},
+        inputs=[{"name": "d", "tags": {"b": "1", "a": "2"}, "digest": None}],
+    )  # fmt: skip
+    bare = RunRecord("b" * 32, "1", None, "RUNNING", None, None, "deleted", "u", "file:/x")
+    for record in (run, bare):
+        for n_points, last_ts, artifacts in [(0, 0, []), (5, -3, [("x/y", None), ("ü", 12)])]:
+            assert _fingerprint(record, n_points, last_ts, artifacts) == whole(
+                record, n_points, last_ts, artifacts
+            )
