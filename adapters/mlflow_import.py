@@ -397,9 +397,13 @@ def _quote_sql(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-# The coded scan's key column carries is_nan too: key code + _NAN_CODE * is_nan (the
-# codes stay below it: SqlReader.KEY_CODES).
+# The coded scan's one integer column carries key code, is_nan and step:
+# code + _NAN_CODE * is_nan + _STEP_CODE * step (key codes stay below _NAN_CODE:
+# SqlReader.KEY_CODES). SQLite's integer arithmetic is exact or, on overflow (a step
+# beyond ±2**54), turns REAL, which fails the integer check and falls back to strings.
 _NAN_CODE = 256
+_STEP_SHIFT = 9
+_STEP_CODE = 1 << _STEP_SHIFT
 
 
 def _sql_values(column: pa.ChunkedArray, nan: Any) -> Any:
@@ -467,8 +471,10 @@ class _CodedPoints:
             if code.null_count or not pa.types.is_integer(code.type):
                 return None
             rows = slice(position, position + n)
+            code = code.to_numpy()
+            np.right_shift(code, _STEP_SHIFT, out=self.step[rows])  # floor: steps < 0 too
             key = self.key[rows]
-            key[:] = code.to_numpy()
+            np.bitwise_and(code, _STEP_CODE - 1, out=key, casting="unsafe")
             nan = key >= _NAN_CODE
             key &= _NAN_CODE - 1
             value = self.value[rows]
@@ -476,8 +482,7 @@ class _CodedPoints:
             np.putmask(value, value >= DBL_MAX, math.inf)
             np.putmask(value, value <= -DBL_MAX, -math.inf)
             np.putmask(value, nan, math.nan)
-            self.step[rows] = batch.column(3).cast(pa.int64()).to_numpy()
-            self.stamp[rows] = batch.column(4).cast(pa.int64()).to_numpy()
+            self.stamp[rows] = batch.column(3).cast(pa.int64()).to_numpy()
             if self.spans is None:
                 rank = pc.index_in(batch.column(0), value_set=values)
                 self.run[rows] = pc.fill_null(rank, -1).to_numpy()
@@ -780,8 +785,8 @@ class SqlReader(Reader):
         case = " ".join(f"WHEN ? THEN {i}" for i in range(len(keys)))
         sql = (
             f"SELECT {'run_uuid' if spans is None else 'rowid'}, "
-            f'CASE "key" {case} END + {_NAN_CODE} * is_nan AS code, '
-            f"value, step, timestamp FROM metrics WHERE ({where})"
+            f'CASE "key" {case} END + {_NAN_CODE} * is_nan + {_STEP_CODE} * step AS code, '
+            f"value, timestamp FROM metrics WHERE ({where})"
         )
         coded = _CodedPoints(self._run_ids, pa.array(keys, pa.string()), top, spans)
         workers = min(4, os.cpu_count() or 1) if top >= max(self.PARALLEL_ROWS, 1) else 1

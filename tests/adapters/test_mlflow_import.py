@@ -209,6 +209,7 @@ FIELDS = (
         "sqlite-strings",
         "sqlite-new-key",
         "sqlite-spans",
+        "sqlite-huge-steps",
         "file",
     ],
 )
@@ -225,6 +226,27 @@ def test_import_matches_what_mlflow_reads(mlflow_stores, store_path, kind, monke
         monkeypatch.setattr(
             SqlReader, "_run_spans", lambda self, top: found.append(spans(self, top)) or found[-1]
         )
+    if kind == "sqlite-huge-steps":  # steps whose packed code overflows: string fallback
+        from ledger.adapters.mlflow_import import SqlReader
+
+        database = tmp_path / "steps.db"
+        shutil.copy(uri[len("sqlite:///") :], database)
+        con = sqlite3.connect(database)
+        run_id = con.execute("SELECT run_uuid FROM metrics LIMIT 1").fetchone()[0]
+        con.executemany(
+            "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+            "VALUES ('huge', ?, 5, ?, ?, 0)",
+            [(1.5, run_id, 2**62), (2.5, run_id, -(2**62)), (3.5, run_id, 2**54 - 1)],
+        )
+        con.execute(  # what MLflow's client lists a run's metric keys from
+            "INSERT INTO latest_metrics (key, value, timestamp, step, run_uuid, is_nan) "
+            "VALUES ('huge', 1.5, 5, ?, ?, 0)",
+            (2**62, run_id),
+        )
+        con.commit()
+        con.close()
+        uri = f"sqlite:///{database}"
+        monkeypatch.setattr(SqlReader, "PARALLEL_ROWS", 1)
     if kind == "sqlite-stdlib":  # without the optional ADBC driver: the sqlite3 path
         from ledger.adapters.mlflow_import import SqlReader
 
