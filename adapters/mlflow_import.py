@@ -419,6 +419,22 @@ def _sql_values(column: pa.ChunkedArray, nan: Any) -> Any:
     return value
 
 
+def _buffer_view(array: pa.Array, dtype: Any) -> Any:
+    """A primitive Arrow array as a read-only NumPy view of its data buffer.
+
+    Not ``to_numpy``: pyarrow's first conversion in a process imports pandas (~0.2 s of
+    CPU holding the GIL), which would hold up the scan threads at their start.
+    """
+    import numpy as np
+
+    if array.null_count:
+        raise MlflowImportError("unexpected NULL in a metric column")
+    itemsize = np.dtype(dtype).itemsize
+    return np.frombuffer(
+        array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * itemsize
+    )
+
+
 class _CodedPoints:
     """Metric points as NumPy columns, coded by the reader: ``run`` indexes ``run_ids``
     (-1: a run outside them), ``key`` indexes ``keys`` (sorted).
@@ -433,7 +449,7 @@ class _CodedPoints:
     def __init__(
         self,
         run_ids: list[str],
-        keys: pa.Array,
+        keys: list[str],
         size: int,
         spans: tuple[Any, Any, Any] | None = None,
     ) -> None:
@@ -459,7 +475,7 @@ class _CodedPoints:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        values = pa.array(self.run_ids, pa.string())
+        values = None
         position = at
         for batch in reader:
             n = batch.num_rows
@@ -471,23 +487,26 @@ class _CodedPoints:
             if code.null_count or not pa.types.is_integer(code.type):
                 return None
             rows = slice(position, position + n)
-            code = code.to_numpy()
+            code = _buffer_view(code, np.int64)
             np.right_shift(code, _STEP_SHIFT, out=self.step[rows])  # floor: steps < 0 too
             key = self.key[rows]
             np.bitwise_and(code, _STEP_CODE - 1, out=key, casting="unsafe")
             nan = key >= _NAN_CODE
             key &= _NAN_CODE - 1
             value = self.value[rows]
-            value[:] = batch.column(2).cast(pa.float64()).to_numpy()
+            value[:] = _buffer_view(batch.column(2).cast(pa.float64()), np.float64)
             np.putmask(value, value >= DBL_MAX, math.inf)
             np.putmask(value, value <= -DBL_MAX, -math.inf)
             np.putmask(value, nan, math.nan)
-            self.stamp[rows] = batch.column(3).cast(pa.int64()).to_numpy()
+            self.stamp[rows] = _buffer_view(batch.column(3).cast(pa.int64()), np.int64)
             if self.spans is None:
+                if values is None:
+                    values = pa.array(self.run_ids, pa.string())
                 rank = pc.index_in(batch.column(0), value_set=values)
                 self.run[rows] = pc.fill_null(rank, -1).to_numpy()
             else:
-                self.run[rows] = self._span_codes(batch.column(0).cast(pa.int64()).to_numpy())
+                rowid = _buffer_view(batch.column(0).cast(pa.int64()), np.int64)
+                self.run[rows] = self._span_codes(rowid)
             position += n
         return position - at
 
@@ -726,10 +745,11 @@ class SqlReader(Reader):
         self._prefetch = (self._selection, pool.submit(self._scan, *plan))
         pool.shutdown(wait=False)
 
-    def _scan_plan(self) -> tuple[str, list[Any], int, list[str]] | None:
-        """(where, params, max rowid, metric keys) of the whole-selection scan, or None
-        when the table is too big for one; read here, on the reader's own connection, so
-        that :meth:`_scan` needs none but its ADBC ones and may run in any thread."""
+    def _scan_plan(self) -> tuple[str, list[Any], int, list[str], Any] | None:
+        """(where, params, max rowid, metric keys, run spans) of the whole-selection
+        scan, or None when the table is too big for one; read here, on the reader's own
+        connection, so that :meth:`_scan` needs none but its ADBC ones and may run in any
+        thread."""
         assert self._selection is not None
         top = self._max_rowid()
         if top > self.PREFETCH_ROWS:
@@ -751,19 +771,20 @@ class SqlReader(Reader):
                     "SELECT key FROM k WHERE key IS NOT NULL"
                 )
             )
-        return where, list(params), top, keys
+        spans = self._run_spans(top) if keys and len(keys) <= self.KEY_CODES else None
+        return where, list(params), top, keys, spans
 
     def _scan(
-        self, where: str, params: list[Any], top: int, keys: list[str]
+        self, where: str, params: list[Any], top: int, keys: list[str], spans: Any = None
     ) -> pa.Table | _CodedPoints:
-        coded = self._coded_metric_rows(where, params, top, keys)
+        coded = self._coded_metric_rows(where, params, top, keys, spans)
         return coded if coded is not None else self._metric_rows(where, params, top)
 
     # Up to this many distinct metric keys are turned into integer codes inside SQLite.
     KEY_CODES = 32
 
     def _coded_metric_rows(
-        self, where: str, params: list[Any], top: int, keys: list[str]
+        self, where: str, params: list[Any], top: int, keys: list[str], spans: Any = None
     ) -> _CodedPoints | None:
         """The selection's points as :class:`_CodedPoints`, with the keys coded inside
         SQLite: each row's key code (a CASE over the distinct ``keys``) with ``is_nan``
@@ -771,24 +792,22 @@ class SqlReader(Reader):
         again to code it, and a sixth column are a good part of a scan's cost.
 
         Rowid ranges are read in parallel threads (the driver and NumPy release the GIL)
-        once the table has ``PARALLEL_ROWS``. None when the keys are too many or unknown,
-        or a key appeared that the CASE does not know (a concurrent writer): the caller
-        then scans with strings.
+        once the table has ``PARALLEL_ROWS``. With ``spans`` (:meth:`_run_spans`) each row's
+        run comes from its rowid. None when the keys are too many or unknown, or a key
+        appeared that the CASE does not know (a concurrent writer): the caller then scans
+        with strings.
         """
-        import pyarrow as pa
-
         if not keys or len(keys) > self.KEY_CODES or self._run_ids is None:
             return None
         if self._arrow("SELECT 1", []) is None:
             return None
-        spans = self._run_spans(top)
         case = " ".join(f"WHEN ? THEN {i}" for i in range(len(keys)))
         sql = (
             f"SELECT {'run_uuid' if spans is None else 'rowid'}, "
             f'CASE "key" {case} END + {_NAN_CODE} * is_nan + {_STEP_CODE} * step AS code, '
             f"value, timestamp FROM metrics WHERE ({where})"
         )
-        coded = _CodedPoints(self._run_ids, pa.array(keys, pa.string()), top, spans)
+        coded = _CodedPoints(self._run_ids, keys, top, spans)
         workers = min(4, os.cpu_count() or 1) if top >= max(self.PARALLEL_ROWS, 1) else 1
         edges = [top * i // workers for i in range(workers + 1)]
 
@@ -846,28 +865,25 @@ class SqlReader(Reader):
             return None
         table = f"metrics INDEXED BY {_quote_sql(index)}"
         try:
-            found = _adbc_query(
-                self._path,
+            found = self._query(
                 f"WITH RECURSIVE r(id) AS (SELECT min(run_uuid) FROM {table} UNION ALL "
                 f"SELECT (SELECT min(run_uuid) FROM {table} WHERE run_uuid > r.id) FROM r "
                 "WHERE r.id IS NOT NULL) "
-                f"SELECT id, (SELECT min(rowid) FROM {table} WHERE run_uuid = r.id) AS first, "
-                f"(SELECT max(rowid) FROM {table} WHERE run_uuid = r.id) AS last "
-                "FROM r WHERE id IS NOT NULL",
-                [],
+                f"SELECT id, (SELECT min(rowid) FROM {table} WHERE run_uuid = r.id), "
+                f"(SELECT max(rowid) FROM {table} WHERE run_uuid = r.id) "
+                "FROM r WHERE id IS NOT NULL"
             )
         except Exception:  # not usable after all: read run_uuid strings
             return None
-        if found.num_rows == 0:
+        if not found:
             return None
-        first = np.asarray(found.column("first").cast("int64").to_numpy(), np.int64)
-        last = np.asarray(found.column("last").cast("int64").to_numpy(), np.int64)
+        ids, first, last = zip(*found, strict=True)
+        first, last = np.array(first, np.int64), np.array(last, np.int64)
         order = np.argsort(first, kind="stable")
         first, last = first[order], last[order]
         if not np.all(last[:-1] < first[1:]):  # interleaved runs
             return None
         position = {run_id: i for i, run_id in enumerate(self._run_ids)}
-        ids = found.column("id").to_pylist()
         codes = np.array([position.get(ids[i], -1) for i in order] + [-1], np.int32)
         return first, last, codes
 
@@ -1904,7 +1920,7 @@ class _Points:
             run, key, value, step, stamp = table.columns()
             for at in range(0, len(run), 1 << 20):  # in place, a slice at a time
                 run[at : at + (1 << 20)] = remap[run[at : at + (1 << 20)]]
-            self.keys = table.keys
+            self.keys = pa.array(table.keys, pa.string())
         elif table.num_rows:
             rank = pc.index_in(table.column("run_id"), value_set=pa.array(run_ids, pa.string()))
             column = table.column("key")
