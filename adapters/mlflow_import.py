@@ -529,11 +529,19 @@ class _CodedPoints:
         fewer than their rowid ranges)."""
         import numpy as np
 
-        if len(spans) == 1 and spans[0][0] == 0 and spans[0][1] == len(self.run):
-            return
+        merged: list[tuple[int, int]] = []
+        for start, stop in spans:  # neighbouring parts that filled their ranges: one slice
+            if merged and merged[-1][1] == start:
+                merged[-1] = (merged[-1][0], stop)
+            elif stop > start:
+                merged.append((start, stop))
         for name in ("run", "key", "value", "step", "stamp"):
             column = getattr(self, name)
-            setattr(self, name, np.concatenate([column[a:b] for a, b in spans]))
+            if len(merged) == 1:
+                kept = column[merged[0][0] : merged[0][1]]
+            else:
+                kept = np.concatenate([column[a:b] for a, b in merged] or [column[:0]])
+            setattr(self, name, kept)
 
 
 class SqlReader(Reader):
@@ -787,9 +795,10 @@ class SqlReader(Reader):
         self, where: str, params: list[Any], top: int, keys: list[str], spans: Any = None
     ) -> _CodedPoints | None:
         """The selection's points as :class:`_CodedPoints`, with the keys coded inside
-        SQLite: each row's key code (a CASE over the distinct ``keys``) with ``is_nan``
-        folded into it (+_NAN_CODE). Decoding a string per row into Arrow, hashing it
-        again to code it, and a sixth column are a good part of a scan's cost.
+        SQLite: one integer per row holds the key's code (a CASE over the distinct
+        ``keys``), ``is_nan`` and the step (see _NAN_CODE). Decoding a string per row
+        into Arrow, hashing it again to code it, and every column are a good part of a
+        scan's cost.
 
         Rowid ranges are read in parallel threads (the driver and NumPy release the GIL)
         once the table has ``PARALLEL_ROWS``. With ``spans`` (:meth:`_run_spans`) each row's
