@@ -183,3 +183,46 @@ def test_fingerprint_in_parts_equals_the_whole_json():
             assert _fingerprint(record, n_points, last_ts, artifacts) == whole(
                 record, n_points, last_ts, artifacts
             )
+
+
+@pytest.mark.parametrize("layout", ["runs-in-blocks", "interleaved"])
+def test_coded_points_equal_the_table_path(layout):
+    # The sqlite reader's coded columns (reader's run codes, -1 for runs not selected)
+    # must give the same events, counts and last timestamps as a plain Arrow table.
+    import numpy as np
+    from ledger.adapters.mlflow_import import _CodedPoints
+
+    rng = np.random.default_rng(11)
+    reader_ids = [f"{i:032x}" for i in range(12)]
+    keys = ["acc", "loss", "z/ü"]
+    rows = []  # (reader run code, key code, value, step, stamp)
+    for run in rng.permutation(len(reader_ids)):
+        for key in range(len(keys)):
+            for step in rng.integers(-2, 30, 25):
+                value = rng.choice([math.nan, math.inf, -math.inf, float(rng.random())])
+                rows.append((int(run), key, value, int(step), int(1000 + rng.integers(0, 50))))
+    rows.append((-1, 0, 1.0, 0, 5))  # a row of a run the reader did not list
+    if layout == "interleaved":
+        rng.shuffle(rows)
+    coded = _CodedPoints(reader_ids, keys, len(rows))
+    columns = list(zip(*rows, strict=True))
+    for name, column in zip(("run", "key", "value", "step", "stamp"), columns, strict=True):
+        getattr(coded, name)[:] = column
+    coded.group[:] = coded.run * coded.width + coded.key
+    selected = [reader_ids[i] for i in (5, 0, 7, 3, 11, 2)] + ["f" * 32]  # order, subset
+    from_coded = _Points(coded, selected)
+    known = [r for r in rows if r[0] >= 0]
+    table = pa.table(
+        {
+            "run_id": [reader_ids[r[0]] for r in known],
+            "key": [keys[r[1]] for r in known],
+            "value": [r[2] for r in known],
+            "step": [r[3] for r in known],
+            "timestamp": [r[4] for r in known],
+        }
+    )
+    from_table = _Points(table, selected)
+    for first, stop in ((0, 7), (0, 2), (3, 6), (6, 7)):
+        assert _events(from_coded, first, stop) == _events(from_table, first, stop)
+    for index in range(len(selected)):
+        assert from_coded.count(index) == from_table.count(index)
