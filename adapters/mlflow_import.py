@@ -2280,10 +2280,12 @@ def _import_chunks(
     1. The reader's whole-selection metric scan and its sort into :class:`_Points` run in
        a worker thread (ADBC, file reads and NumPy release the GIL; the sqlite reader
        started the scan already while reading params and tags) while this thread lists
-       artifacts and builds every row that does not depend on metrics (params, tags,
-       datasets, run events).
-    2. Then each chunk gets its fingerprints and, unless unchanged, its remaining rows;
-       its files, metric points included, are built and written by two worker threads.
+       artifacts, builds every row that does not depend on metrics (params, tags,
+       datasets, run events) of each chunk with a new run and queues that chunk's
+       params/tags/datasets files for writing, and prepares the fingerprints.
+    2. Then each chunk gets its fingerprints and, unless unchanged, its remaining rows
+       (built only now for a chunk of runs imported before); its files, metric points
+       included, are built and written by two worker threads.
 
     Readers without a whole-selection scan are read chunk by chunk in step 2.
     """
