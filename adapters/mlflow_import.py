@@ -21,8 +21,10 @@ is read.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
+import gc
 import hashlib
 import itertools
 import json
@@ -266,7 +268,9 @@ class Reader:
         """All metric points of ``runs``: run_id, key, value, step, timestamp (ms)."""
         raise NotImplementedError
 
-    def bulk_metrics(self, runs: list[RunRecord]) -> tuple[pa.Table, dict[str, str]] | None:
+    def bulk_metrics(
+        self, runs: list[RunRecord]
+    ) -> tuple[pa.Table | _CodedPoints, dict[str, str]] | None:
         """All points of ``runs`` at once, with the unreadable runs' errors; or None when
         this reader reads chunk by chunk (:meth:`metrics`). Called from a worker thread."""
         return None
@@ -337,6 +341,18 @@ def _adbc_query(path: str, sql: str, params: list[Any]) -> pa.Table:
     The driver manager's low-level API, not its DB-API module: that one imports pandas
     (~0.2 s), which an import does not need. Raises ImportError without the driver.
     """
+    import pyarrow as pa
+
+    with _adbc_reader(path, sql, params) as reader:
+        return pa.Table.from_batches(list(reader), reader.schema)
+
+
+@contextlib.contextmanager
+def _adbc_reader(
+    path: str, sql: str, params: list[Any], batch_rows: int = 65536
+) -> Iterator[pa.RecordBatchReader]:
+    """:func:`_adbc_query`'s batches as they come (a caller that consumes each batch at
+    once keeps only one in memory)."""
     import adbc_driver_manager as manager
     import adbc_driver_sqlite
     import pyarrow as pa
@@ -350,7 +366,7 @@ def _adbc_query(path: str, sql: str, params: list[Any]) -> pa.Table:
                 statement.set_sql_query(sql)
                 # Big batches: the default 1,024 rows makes thousands of tiny chunks.
                 statement.set_options(
-                    **{adbc_driver_sqlite.StatementOptions.BATCH_ROWS.value: "65536"}
+                    **{adbc_driver_sqlite.StatementOptions.BATCH_ROWS.value: str(batch_rows)}
                 )
                 if params:
                     batch = pa.record_batch(
@@ -363,13 +379,177 @@ def _adbc_query(path: str, sql: str, params: list[Any]) -> pa.Table:
                     )
                     statement.bind(*reversed(batch.__arrow_c_array__()))
                 handle, _ = statement.execute_query()
-                return pa.RecordBatchReader._import_from_c(handle.address).read_all()
+                reader = pa.RecordBatchReader._import_from_c(handle.address)
+                try:
+                    yield reader
+                finally:
+                    reader.close()
             finally:
                 statement.close()
         finally:
             connection.close()
     finally:
         database.close()
+
+
+def _quote_sql(name: str) -> str:
+    """``name`` as an SQL identifier (double quotes, doubled inside)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+# The coded scan's one integer column carries key code, is_nan and step:
+# code + _NAN_CODE * is_nan + _STEP_CODE * step (key codes stay below _NAN_CODE:
+# SqlReader.KEY_CODES). SQLite's integer arithmetic is exact or, on overflow (a step
+# beyond ±2**54), turns REAL, which fails the integer check and falls back to strings.
+_NAN_CODE = 256
+_STEP_SHIFT = 9
+_STEP_CODE = 1 << _STEP_SHIFT
+
+
+def _sql_values(column: pa.ChunkedArray, nan: Any) -> Any:
+    """MLflow SQL ``value``s as logged: ±DBL_MAX back to ±inf, and NaN where ``nan``
+    (the is_nan flag), in place on one NumPy copy (Arrow if_else passes cost ~4x)."""
+    import numpy as np
+    import pyarrow as pa
+
+    value = np.array(column.cast(pa.float64()).to_numpy(), np.float64)
+    np.putmask(value, value >= DBL_MAX, math.inf)
+    np.putmask(value, value <= -DBL_MAX, -math.inf)
+    np.putmask(value, nan, math.nan)
+    return value
+
+
+def _buffer_view(array: pa.Array, dtype: Any) -> Any:
+    """A primitive Arrow array as a read-only NumPy view of its data buffer.
+
+    Not ``to_numpy``: pyarrow's first conversion in a process imports pandas (~0.2 s of
+    CPU holding the GIL), which would hold up the scan threads at their start.
+    """
+    import numpy as np
+
+    if array.null_count:
+        raise MlflowImportError("unexpected NULL in a metric column")
+    itemsize = np.dtype(dtype).itemsize
+    return np.frombuffer(
+        array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * itemsize
+    )
+
+
+class _CodedPoints:
+    """Metric points as NumPy columns, coded by the reader: ``run`` indexes ``run_ids``
+    (-1: a run outside them), ``key`` indexes ``keys`` (sorted).
+
+    Built by :meth:`fill` in parallel, one rowid range per thread, straight from each
+    scanned batch into columns allocated once: the scan's Arrow batches (run ids as
+    strings) are dropped as soon as they are coded, so a 5,000,000-point import never
+    holds them all (every MB a process touches for the first time costs a page fault
+    per 4 KiB, a good part of an import's CPU time).
+    """
+
+    def __init__(
+        self,
+        run_ids: list[str],
+        keys: list[str],
+        size: int,
+        spans: tuple[Any, Any, Any] | None = None,
+    ) -> None:
+        import numpy as np
+
+        self.run_ids, self.keys = run_ids, keys
+        # (first rowids ascending, last rowids, run codes) when runs' rows do not
+        # interleave: each batch's first column is then rowid, not run_uuid.
+        self.spans = spans
+        self.run = np.empty(size, np.int32)
+        self.key = np.empty(size, np.int32)
+        # run code * width + key code, filled by the scan threads too: _Points finds the
+        # blocks of equal (run, key) in it, then reuses it for the sort order.
+        self.width = max(len(keys), 1)
+        wide = np.int64 if (len(run_ids) + 1) * self.width >= 2**31 or size >= 2**31 else np.int32
+        self.group = np.empty(size, wide)
+        self.value = np.empty(size, np.float64)
+        self.step = np.empty(size, np.int64)
+        self.stamp = np.empty(size, np.int64)
+
+    def columns(self) -> tuple[Any, Any, Any, Any, Any]:
+        return self.run, self.key, self.value, self.step, self.stamp
+
+    def fill(self, reader: pa.RecordBatchReader, at: int, room: int) -> int | None:
+        """Code ``reader``'s batches into rows ``at``.. (at most ``room`` rows); the rows
+        written, or None when a key code is missing (a key the scan does not know)."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        values = None
+        position = at
+        for batch in reader:
+            n = batch.num_rows
+            if n == 0:
+                continue
+            if position + n > at + room:
+                raise MlflowImportError("more metric rows than the rowid range holds")
+            code = batch.column(1)
+            if code.null_count or not pa.types.is_integer(code.type):
+                return None
+            rows = slice(position, position + n)
+            code = _buffer_view(code, np.int64)
+            np.right_shift(code, _STEP_SHIFT, out=self.step[rows])  # floor: steps < 0 too
+            key = self.key[rows]
+            np.bitwise_and(code, _STEP_CODE - 1, out=key, casting="unsafe")
+            nan = key >= _NAN_CODE
+            key &= _NAN_CODE - 1
+            value = self.value[rows]
+            value[:] = _buffer_view(batch.column(2).cast(pa.float64()), np.float64)
+            np.putmask(value, value >= DBL_MAX, math.inf)
+            np.putmask(value, value <= -DBL_MAX, -math.inf)
+            np.putmask(value, nan, math.nan)
+            self.stamp[rows] = _buffer_view(batch.column(3).cast(pa.int64()), np.int64)
+            if self.spans is None:
+                if values is None:
+                    values = pa.array(self.run_ids, pa.string())
+                rank = pc.index_in(batch.column(0), value_set=values)
+                self.run[rows] = pc.fill_null(rank, -1).to_numpy()
+            else:
+                rowid = _buffer_view(batch.column(0).cast(pa.int64()), np.int64)
+                self.run[rows] = self._span_codes(rowid)
+            group = self.group[rows]
+            np.multiply(self.run[rows], self.width, out=group, casting="unsafe")
+            group += key
+            position += n
+        return position - at
+
+    def _span_codes(self, rowid: Any) -> Any:
+        """The run code of each rowid: the span it falls in (-1 for none: a row added
+        after the spans were read)."""
+        import numpy as np
+
+        assert self.spans is not None
+        first, last, codes = self.spans
+        at = np.searchsorted(first, rowid, side="right") - 1
+        outside = at < 0
+        at[outside] = 0
+        outside |= rowid > last[at]
+        at[outside] = len(codes)  # codes ends with -1
+        return codes[at]
+
+    def keep(self, spans: list[tuple[int, int]]) -> None:
+        """Keep only rows [start, stop) of each span (the parts' rows, when they are
+        fewer than their rowid ranges)."""
+        import numpy as np
+
+        merged: list[tuple[int, int]] = []
+        for start, stop in spans:  # neighbouring parts that filled their ranges: one slice
+            if merged and merged[-1][1] == start:
+                merged[-1] = (merged[-1][0], stop)
+            elif stop > start:
+                merged.append((start, stop))
+        for name in ("run", "key", "value", "step", "stamp", "group"):
+            column = getattr(self, name)
+            if len(merged) == 1:
+                kept = column[merged[0][0] : merged[0][1]]
+            else:
+                kept = np.concatenate([column[a:b] for a, b in merged] or [column[:0]])
+            setattr(self, name, kept)
 
 
 class SqlReader(Reader):
@@ -381,7 +561,8 @@ class SqlReader(Reader):
         self._whole_table = False
         self._total_runs = 0
         self._adbc: bool | None = None
-        self._prefetch: tuple[tuple[str, list[Any]], Future[pa.Table]] | None = None
+        self._prefetch: tuple[tuple[str, list[Any]], Future[Any]] | None = None
+        self._run_ids: list[str] | None = None  # the selection's, in the scan's codes
         if uri.startswith("sqlite:"):
             path = uri[len("sqlite:") :].lstrip("/") if uri.startswith("sqlite:////") else None
             path = "/" + path if path is not None else uri[len("sqlite:///") :]
@@ -456,6 +637,7 @@ class SqlReader(Reader):
         columns += ", deleted_time" if has_deleted_time else ", NULL"
         rows = self._query(f"SELECT {columns} FROM runs WHERE {where} ORDER BY run_uuid", params)
         self._selection = (where, list(params))
+        self._run_ids = [r[0] for r in rows]
         self._total_runs = self._query("SELECT count(*) FROM runs")[0][0]
         self._whole_table = self._total_runs == len(rows)
         self._start_prefetch(len(rows))
@@ -475,14 +657,10 @@ class SqlReader(Reader):
             for r in rows
         }
         sub = f"SELECT run_uuid FROM runs WHERE {where}"
-        for key, value, run_id in self._query(
-            f'SELECT "key", value, run_uuid FROM params WHERE run_uuid IN ({sub})', params
-        ):
+        for key, value, run_id in self._key_values("params", sub, params):
             if run_id in records:
                 records[run_id].params[key] = value
-        for key, value, run_id in self._query(
-            f'SELECT "key", value, run_uuid FROM tags WHERE run_uuid IN ({sub})', params
-        ):
+        for key, value, run_id in self._key_values("tags", sub, params):
             if run_id in records:
                 records[run_id].tags[key] = value
         for record in records.values():
@@ -493,6 +671,27 @@ class SqlReader(Reader):
         if {"inputs", "datasets"} <= self._tables:
             self._read_inputs(records, sub, params)
         return [records[k] for k in sorted(records)], []
+
+    def _key_values(self, table: str, sub: str, params: list[Any]) -> Iterable[tuple[Any, ...]]:
+        """(key, value, run_uuid) of the selection's params or tags.
+
+        Through ADBC when it is installed: one call without the GIL, then three column
+        conversions. sqlite3 builds a tuple per row and takes the GIL back for each, so
+        with the metric scan's threads running it spends more time waiting than working.
+        """
+        sql = f'SELECT "key", value, run_uuid FROM {table}'
+        if not self._whole_table:
+            sql += f" WHERE run_uuid IN ({sub})"
+        elif params:
+            params = []
+        if self._arrow("SELECT 1", []) is not None:
+            try:
+                found = self._arrow(sql, params)
+            except Exception:  # e.g. a value typed unlike the first batch's: use sqlite3
+                found = None
+            if found is not None:
+                return zip(*(column.to_pylist() for column in found.columns), strict=True)
+        return self._query(sql, params)
 
     def _column_names(self, table: str) -> set[str]:
         if self._engine is None:
@@ -532,7 +731,9 @@ class SqlReader(Reader):
     # Scans of at least this many rows are split over threads by rowid range.
     PARALLEL_ROWS = 1_000_000
 
-    def bulk_metrics(self, runs: list[RunRecord]) -> tuple[pa.Table, dict[str, str]] | None:
+    def bulk_metrics(
+        self, runs: list[RunRecord]
+    ) -> tuple[pa.Table | _CodedPoints, dict[str, str]] | None:
         """Every point of the selection in one scan, when the table is small enough."""
         prefetch, self._prefetch = self._prefetch, None
         if self._engine is not None or self._selection is None or not runs:
@@ -560,10 +761,11 @@ class SqlReader(Reader):
         self._prefetch = (self._selection, pool.submit(self._scan, *plan))
         pool.shutdown(wait=False)
 
-    def _scan_plan(self) -> tuple[str, list[Any], int, list[str]] | None:
-        """(where, params, max rowid, metric keys) of the whole-selection scan, or None
-        when the table is too big for one; read here, on the reader's own connection, so
-        that :meth:`_scan` needs none but its ADBC ones and may run in any thread."""
+    def _scan_plan(self) -> tuple[str, list[Any], int, list[str], Any] | None:
+        """(where, params, max rowid, metric keys, run spans) of the whole-selection
+        scan, or None when the table is too big for one; read here, on the reader's own
+        connection, so that :meth:`_scan` needs none but its ADBC ones and may run in any
+        thread."""
         assert self._selection is not None
         top = self._max_rowid()
         if top > self.PREFETCH_ROWS:
@@ -585,48 +787,122 @@ class SqlReader(Reader):
                     "SELECT key FROM k WHERE key IS NOT NULL"
                 )
             )
-        return where, list(params), top, keys
+        spans = self._run_spans(top) if keys and len(keys) <= self.KEY_CODES else None
+        return where, list(params), top, keys, spans
 
-    def _scan(self, where: str, params: list[Any], top: int, keys: list[str]) -> pa.Table:
-        coded = self._coded_metric_rows(where, params, top, keys)
+    def _scan(
+        self, where: str, params: list[Any], top: int, keys: list[str], spans: Any = None
+    ) -> pa.Table | _CodedPoints:
+        coded = self._coded_metric_rows(where, params, top, keys, spans)
         return coded if coded is not None else self._metric_rows(where, params, top)
 
     # Up to this many distinct metric keys are turned into integer codes inside SQLite.
     KEY_CODES = 32
 
     def _coded_metric_rows(
-        self, where: str, params: list[Any], top: int, keys: list[str]
-    ) -> pa.Table | None:
-        """:meth:`_metric_rows` with "key" as a dictionary column whose codes SQLite
-        computes (a CASE over the distinct ``keys``): decoding a string per row into
-        Arrow, then hashing it again to code it, is a good part of a scan's cost. None
-        when the keys are too many or unknown, or a key appeared that the CASE does not
-        know (a concurrent writer): the caller then scans with strings."""
-        import pyarrow as pa
+        self, where: str, params: list[Any], top: int, keys: list[str], spans: Any = None
+    ) -> _CodedPoints | None:
+        """The selection's points as :class:`_CodedPoints`, with the keys coded inside
+        SQLite: one integer per row holds the key's code (a CASE over the distinct
+        ``keys``), ``is_nan`` and the step (see _NAN_CODE). Decoding a string per row
+        into Arrow, hashing it again to code it, and every column are a good part of a
+        scan's cost.
 
-        if not keys or len(keys) > self.KEY_CODES:
+        Rowid ranges are read in parallel threads (the driver and NumPy release the GIL)
+        once the table has ``PARALLEL_ROWS``. With ``spans`` (:meth:`_run_spans`) each row's
+        run comes from its rowid. None when the keys are too many or unknown, or a key
+        appeared that the CASE does not know (a concurrent writer): the caller then scans
+        with strings.
+        """
+        if not keys or len(keys) > self.KEY_CODES or self._run_ids is None:
+            return None
+        if self._arrow("SELECT 1", []) is None:
             return None
         case = " ".join(f"WHEN ? THEN {i}" for i in range(len(keys)))
+        sql = (
+            f"SELECT {'run_uuid' if spans is None else 'rowid'}, "
+            f'CASE "key" {case} END + {_NAN_CODE} * is_nan + {_STEP_CODE} * step AS code, '
+            f"value, timestamp FROM metrics WHERE ({where})"
+        )
+        coded = _CodedPoints(self._run_ids, keys, top, spans)
+        workers = min(4, os.cpu_count() or 1) if top >= max(self.PARALLEL_ROWS, 1) else 1
+        edges = [top * i // workers for i in range(workers + 1)]
+
+        def read(lo: int, hi: int) -> int | None:
+            # Only integers go into the SQL text (rowid bounds); values stay bound.
+            part = f"{sql} AND rowid > {lo} AND rowid <= {hi}"
+            with _adbc_reader(self._path, part, [*keys, *params], 1 << 18) as reader:
+                return coded.fill(reader, lo, hi - lo)
+
         try:
-            table = self._metric_rows(
-                where, [*keys, *params], top, f'CASE "key" {case} END AS "key"'
-            )
+            if workers == 1:
+                counts = [read(0, top)]
+            else:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(workers) as pool:
+                    counts = list(pool.map(read, edges[:-1], edges[1:]))
         except Exception:  # e.g. a batch of only unknown keys typed as NULL: use strings
             return None
-        if table.num_rows == 0:
-            return table
-        codes = table.column("key")
-        if codes.null_count or not pa.types.is_integer(codes.type):
+        if any(count is None for count in counts):
             return None
-        dictionary = pa.array(keys, pa.string())
-        key = pa.chunked_array(
-            [
-                pa.DictionaryArray.from_arrays(chunk.cast(pa.int32()), dictionary)
-                for chunk in codes.chunks
-            ],
-            pa.dictionary(pa.int32(), pa.string()),
+        coded.keep([(lo, lo + count) for lo, count in zip(edges, counts, strict=False) if count])
+        return coded
+
+    # Spans are read when runs have at least this many points on average (two index
+    # seeks per run against a string per point).
+    SPAN_POINTS = 32
+
+    def _run_spans(self, top: int) -> tuple[Any, Any, Any] | None:
+        """Each run's first and last metric rowid, when no two runs' rows interleave:
+        (first rowids ascending, last rowids, each span's position in the run ids or -1,
+        then a final -1), or None.
+
+        MLflow inserts a run's points as it logs them, so unless runs logged at the same
+        time, a run's rows form one rowid span and a row's rowid says its run: the scan
+        then reads rowid instead of a 32-character run_uuid per point (a good part of
+        its cost). The spans come from MLflow's index on metrics(run_uuid): a skip scan
+        over the distinct run ids (every run with points, listed or not), then two seeks
+        per run for its smallest and largest rowid.
+        """
+        import numpy as np
+
+        if self._run_ids is None or top < self.SPAN_POINTS * max(self._total_runs, 1):
+            return None
+        index = next(
+            (
+                row[1]
+                for row in self._query("PRAGMA index_list(metrics)")
+                if [c[2] for c in self._query(f"PRAGMA index_info({_quote_sql(row[1])})")]
+                == ["run_uuid"]
+            ),
+            None,
         )
-        return table.set_column(table.schema.get_field_index("key"), "key", key)
+        if index is None:
+            return None
+        table = f"metrics INDEXED BY {_quote_sql(index)}"
+        try:
+            found = self._query(
+                f"WITH RECURSIVE r(id) AS (SELECT min(run_uuid) FROM {table} UNION ALL "
+                f"SELECT (SELECT min(run_uuid) FROM {table} WHERE run_uuid > r.id) FROM r "
+                "WHERE r.id IS NOT NULL) "
+                f"SELECT id, (SELECT min(rowid) FROM {table} WHERE run_uuid = r.id), "
+                f"(SELECT max(rowid) FROM {table} WHERE run_uuid = r.id) "
+                "FROM r WHERE id IS NOT NULL"
+            )
+        except Exception:  # not usable after all: read run_uuid strings
+            return None
+        if not found:
+            return None
+        ids, first, last = zip(*found, strict=True)
+        first, last = np.array(first, np.int64), np.array(last, np.int64)
+        order = np.argsort(first, kind="stable")
+        first, last = first[order], last[order]
+        if not np.all(last[:-1] < first[1:]):  # interleaved runs
+            return None
+        position = {run_id: i for i, run_id in enumerate(self._run_ids)}
+        codes = np.array([position.get(ids[i], -1) for i in order] + [-1], np.int32)
+        return first, last, codes
 
     def metrics(self, runs: list[RunRecord]) -> pa.Table:
         if not runs:
@@ -637,12 +913,11 @@ class SqlReader(Reader):
     def _max_rowid(self) -> int:
         return int(self._query("SELECT max(rowid) FROM metrics")[0][0] or 0)
 
-    def _metric_rows(self, where: str, params: list[Any], top: int, key: str = '"key"') -> pa.Table:
-        import numpy as np
+    def _metric_rows(self, where: str, params: list[Any], top: int) -> pa.Table:
         import pyarrow as pa
 
         sql = (
-            f"SELECT run_uuid AS run_id, {key}, value, step, timestamp, is_nan FROM metrics "
+            'SELECT run_uuid AS run_id, "key", value, step, timestamp, is_nan FROM metrics '
             f"WHERE {where}"
         )
         table = self._arrow_scan(sql, params, top)
@@ -664,19 +939,12 @@ class SqlReader(Reader):
             )
         if table.num_rows == 0:
             return _metrics_table(None)
-        # MLflow's SQL store keeps NaN as 0 + is_nan and ±inf as ±DBL_MAX: map them back,
-        # in place on one NumPy copy (three Arrow if_else passes cost ~4x as much).
-        value = np.array(table.column("value").cast(pa.float64()).to_numpy(), np.float64)
-        np.putmask(value, value >= DBL_MAX, math.inf)
-        np.putmask(value, value <= -DBL_MAX, -math.inf)
-        np.putmask(value, table.column("is_nan").cast(pa.int64()).to_numpy() != 0, math.nan)
+        nan = table.column("is_nan").cast(pa.int64()).to_numpy() != 0
         return pa.table(
             {
                 "run_id": table.column("run_id").cast(pa.string()),
-                "key": table.column("key")
-                if key != '"key"'
-                else table.column("key").cast(pa.string()),
-                "value": pa.array(value, pa.float64()),
+                "key": table.column("key").cast(pa.string()),
+                "value": pa.array(_sql_values(table.column("value"), nan), pa.float64()),
                 "step": table.column("step").cast(pa.int64()),
                 "timestamp": table.column("timestamp").cast(pa.int64()),
             }
@@ -1376,9 +1644,29 @@ def _experiment_selection(
 
 
 def _fingerprint(
-    record: RunRecord, n_points: int, last_ts: int, artifacts: list[tuple[str, int | None]]
+    record: RunRecord,
+    n_points: int,
+    last_ts: int,
+    artifacts: list[tuple[str, int | None]],
+    parts: tuple[str, str] | None = None,
 ) -> str:
-    data = [
+    """What a run's import depends on, hashed: the JSON of ``[status, end_time,
+    lifecycle_stage, name, params, tags, inputs, n_points, last_ts, artifacts]``.
+
+    ``parts`` is :func:`_fingerprint_parts` computed beforehand (while the metric scan
+    runs): the same JSON text, built around the two figures that need the scan.
+    """
+    head, tail = parts if parts is not None else _fingerprint_parts(record, artifacts)
+    return stable_id(f"[{head}, {int(n_points)}, {int(last_ts)}, {tail}]")
+
+
+def _fingerprint_parts(
+    record: RunRecord, artifacts: list[tuple[str, int | None]]
+) -> tuple[str, str]:
+    """The fingerprint's JSON before and after (n_points, last_ts): exactly what
+    ``json.dumps`` writes for the whole list (items joined by ", ")."""
+    dumps = functools.partial(json.dumps, sort_keys=True, default=str)
+    head = [
         record.status,
         record.end_time,
         record.lifecycle_stage,
@@ -1386,11 +1674,8 @@ def _fingerprint(
         sorted(record.params.items()),
         sorted(record.tags.items()),
         record.inputs,
-        n_points,
-        last_ts,
-        artifacts,
     ]
-    return stable_id(json.dumps(data, sort_keys=True, default=str))
+    return ", ".join(dumps(item) for item in head), dumps(artifacts)
 
 
 def _existing_fingerprints(store: Store, project: str) -> dict[str, str]:
@@ -1630,61 +1915,123 @@ class _Points:
 
     Identity order is (the run's position in ``run_ids``, key, step, timestamp, value):
     ``seq`` is a point's position within its run, the same whichever reader produced the
-    points. Sorting works on integer codes in NumPy, never on strings: one stable argsort
-    on (run, key) codes here (cheap: MLflow tables come in logging order); each chunk's
-    rows are then gathered, checked to be in (step, timestamp, value) order within each
-    series and lexsorted only when they are not, in :meth:`events`, which the import runs
-    in its writer threads (NumPy releases the GIL).
+    points. Sorting works on integer codes in NumPy, never on strings: one stable sort on
+    (run, key) codes here, done on blocks of rows (MLflow tables come in logging order,
+    so a run's rows are few blocks: see :func:`_stable_order`); each chunk's rows are
+    then gathered, checked to be in (step, timestamp, value) order within each series and
+    lexsorted only when they are not, in :meth:`events`, which the import runs in its
+    writer threads (NumPy releases the GIL).
     """
 
-    def __init__(self, table: pa.Table, run_ids: list[str]) -> None:
+    def __init__(self, table: pa.Table | _CodedPoints, run_ids: list[str]) -> None:
         import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
 
         self.run_ids = run_ids
         n_runs = len(run_ids)
-        if table.num_rows:
+        # The reader's run codes to positions in run_ids, when rows keep the reader's
+        # codes (code -1 hits the final -1); None when rows hold positions.
+        self._remap: Any = None
+        if isinstance(table, _CodedPoints):  # coded by the reader already
+            position = {run_id: i for i, run_id in enumerate(run_ids)}
+            remap = np.array([position.get(r, -1) for r in table.run_ids] + [-1], np.int32)
+            run, key, value, step, stamp = table.columns()
+            self.keys = pa.array(table.keys, pa.string())
+            if self._from_blocks(table, remap, n_runs):
+                return
+            for at in range(0, len(run), 1 << 20):  # in place, a slice at a time
+                run[at : at + (1 << 20)] = remap[run[at : at + (1 << 20)]]
+        elif table.num_rows:
             rank = pc.index_in(table.column("run_id"), value_set=pa.array(run_ids, pa.string()))
-            if rank.null_count:  # points of runs outside the selection (whole-table scans)
-                keep = pc.is_valid(rank)
-                table = table.filter(keep)
-                rank = rank.filter(keep)
-        column = table.column("key")
-        coded = pa.types.is_dictionary(column.type)  # sorted keys and codes from the reader
-        if coded:
-            self.keys = (
-                column.chunk(0).dictionary if column.num_chunks else pa.array([], pa.string())
-            )
-        else:
-            unique = pc.unique(column).to_pylist() if table.num_rows else []
-            self.keys = pa.array(sorted(unique), pa.string())
-        if table.num_rows:
-            # int32 codes (what index_in gives): half the memory traffic of int64
-            self._run = np.asarray(rank.to_numpy(), dtype=np.int32)
-            if coded:
+            column = table.column("key")
+            if pa.types.is_dictionary(column.type):  # sorted keys and codes from the reader
+                self.keys = column.chunk(0).dictionary
                 key = np.concatenate([c.indices.to_numpy() for c in column.chunks])
             else:
+                self.keys = pa.array(sorted(pc.unique(column).to_pylist()), pa.string())
                 key = pc.index_in(column, value_set=self.keys).to_numpy()
-            self._key = np.asarray(key, dtype=np.int32)
-            self._step = np.asarray(table.column("step").to_numpy(), dtype=np.int64)
-            self._stamp = np.asarray(table.column("timestamp").to_numpy(), dtype=np.int64)
-            self._value = np.asarray(table.column("value").to_numpy(), dtype=np.float64)
+            # int32 codes (what index_in gives): half the memory traffic of int64
+            run = np.asarray(pc.fill_null(rank, -1).to_numpy(), dtype=np.int32)
+            key = np.asarray(key, dtype=np.int32)
+            step = np.asarray(table.column("step").to_numpy(), dtype=np.int64)
+            stamp = np.asarray(table.column("timestamp").to_numpy(), dtype=np.int64)
+            value = np.asarray(table.column("value").to_numpy(), dtype=np.float64)
         else:
-            self._run = self._key = np.zeros(0, np.int32)
-            self._step = self._stamp = np.zeros(0, np.int64)
-            self._value = np.zeros(0, np.float64)
-        self._group = self._run.astype(np.int64) * max(len(self.keys), 1) + self._key
-        self._order = np.argsort(self._group, kind="stable")
-        self.counts = np.bincount(self._run, minlength=n_runs)
+            column = table.column("key")
+            self.keys = (
+                column.chunk(0).dictionary
+                if pa.types.is_dictionary(column.type) and column.num_chunks
+                else pa.array([], pa.string())
+            )
+            run = key = np.zeros(0, np.int32)
+            step = stamp = np.zeros(0, np.int64)
+            value = np.zeros(0, np.float64)
+        if len(run) and run.min() < 0:  # points of runs outside the selection
+            keep = run >= 0
+            run, key, value, step, stamp = (a[keep] for a in (run, key, value, step, stamp))
+        self._run, self._key, self._value, self._step, self._stamp = run, key, value, step, stamp
+        self._width = max(len(self.keys), 1)
+        # (run, key) codes, in int32 when they fit (half the memory to touch)
+        wide = np.int64 if n_runs * self._width >= 2**31 else np.int32
+        group = run.astype(wide)
+        group *= self._width
+        group += key
+        self._order, blocks = _stable_order(group)
+        del group
+        self.counts = np.bincount(run, minlength=n_runs)
+        self.starts = np.zeros(n_runs + 1, np.int64)
+        np.cumsum(self.counts, out=self.starts[1:])
+        # The last timestamp of each run: the maximum of its blocks' maxima.
+        self.last = np.zeros(n_runs, np.int64)
+        if len(blocks):
+            top = np.full(n_runs, np.iinfo(np.int64).min, np.int64)
+            np.maximum.at(top, run[blocks], np.maximum.reduceat(stamp, blocks))
+            nonempty = self.counts > 0
+            self.last[nonempty] = top[nonempty]
+
+    def _from_blocks(self, coded: _CodedPoints, remap: Any, n_runs: int) -> bool:
+        """Order coded points by whole blocks of equal (run, key), found in the group
+        column the scan threads filled; no pass over every row but the final order's,
+        written into that column's memory (fresh memory costs page faults). False, with
+        nothing done, when blocks are short (interleaved points): rows are sorted then.
+        """
+        import numpy as np
+
+        run, key, value, step, stamp = coded.columns()
+        n = len(run)
+        if n == 0:
+            return False
+        group = coded.group
+        blocks = np.flatnonzero(group[1:] != group[:-1]) + 1
+        if (len(blocks) + 1) * 4 > n:
+            return False
+        blocks = np.concatenate((np.zeros(1, blocks.dtype), blocks))
+        lengths = np.diff(blocks, append=n)
+        owner = remap[run[blocks]]  # positions in run_ids; -1: a run not selected
+        peak = np.maximum.reduceat(stamp, blocks)
+        kept = owner >= 0
+        blocks, lengths, owner, peak = blocks[kept], lengths[kept], owner[kept], peak[kept]
+        width = max(len(self.keys), 1)
+        by = np.argsort(owner.astype(np.int64) * width + key[blocks], kind="stable")
+        first, length = blocks[by], lengths[by]
+        order = group[: int(length.sum())]  # the group column is no longer needed
+        if len(order):
+            order[:] = 1
+            order[0] = first[0]
+            order[np.cumsum(length[:-1])] = first[1:] - first[:-1] - length[:-1] + 1
+            np.cumsum(order, out=order)
+        self._run, self._key, self._value, self._step, self._stamp = run, key, value, step, stamp
+        self._remap, self._width, self._order = remap, width, order
+        self.counts = np.bincount(owner, weights=lengths, minlength=n_runs).astype(np.int64)
         self.starts = np.zeros(n_runs + 1, np.int64)
         np.cumsum(self.counts, out=self.starts[1:])
         self.last = np.zeros(n_runs, np.int64)
+        top = np.full(n_runs, np.iinfo(np.int64).min, np.int64)
+        np.maximum.at(top, owner, peak)
         nonempty = self.counts > 0
-        if nonempty.any():
-            self.last[nonempty] = np.maximum.reduceat(
-                self._stamp[self._order], self.starts[:-1][nonempty]
-            )
+        self.last[nonempty] = top[nonempty]
+        return True
 
     def count(self, index: int) -> tuple[int, int]:
         """(points, last timestamp in ms) of run ``index``: what a fingerprint records."""
@@ -1701,16 +2048,14 @@ class _Points:
 
         lo, hi = int(self.starts[first]), int(self.starts[stop])
         rows = self._order[lo:hi]
-        group, step, stamp, value = (
-            self._group[rows],
-            self._step[rows],
-            self._stamp[rows],
-            self._value[rows],
-        )
-        if not _series_sorted(group, step, stamp, value):
-            rows = rows[np.lexsort((value, stamp, step, group))]
-            step, stamp, value = self._step[rows], self._stamp[rows], self._value[rows]
         run, key = self._run[rows], self._key[rows]
+        if self._remap is not None:  # rows keep the reader's run codes
+            run = self._remap[run]
+        step, stamp, value = self._step[rows], self._stamp[rows], self._value[rows]
+        group = run.astype(np.int64) * self._width + key
+        if not _series_sorted(group, step, stamp, value):
+            resort = np.lexsort((value, stamp, step, group))
+            run, key, step, stamp, value = (a[resort] for a in (run, key, step, stamp, value))
         seq = np.arange(lo, hi, dtype=np.int64) - self.starts[run]
         dropped = sorted(set(drop))
         if dropped:
@@ -1744,6 +2089,33 @@ class _Points:
                 metadata=schema.metadata,
             ),
         )
+
+
+def _stable_order(group: Any) -> tuple[Any, Any]:
+    """``np.argsort(group, kind="stable")``, and where each block of equal neighbours
+    starts (in ``group``'s order).
+
+    The sort moves whole blocks: a stable sort of the blocks' values, then each block's
+    rows in place. MLflow logs a run's points together, so blocks are long and few, and
+    this is two linear passes over one new array instead of an O(n log n) sort of every
+    row.
+    """
+    import numpy as np
+
+    n = len(group)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    blocks = np.flatnonzero(group[1:] != group[:-1]) + 1
+    blocks = np.concatenate((np.zeros(1, blocks.dtype), blocks))
+    if len(blocks) * 4 > n:  # short blocks (interleaved points): sort the rows
+        return np.argsort(group, kind="stable"), blocks
+    by = np.argsort(group[blocks], kind="stable")
+    first, length = blocks[by], np.diff(blocks, append=n)[by]
+    # Consecutive rows within a block; at each block's start, a jump to its first row.
+    order = np.ones(n, np.int32 if n < 2**31 else np.int64)
+    order[0] = first[0]
+    order[np.cumsum(length[:-1])] = first[1:] - first[:-1] - length[:-1] + 1
+    return np.cumsum(order, out=order), blocks
 
 
 def _series_sorted(group: Any, step: Any, stamp: Any, value: Any) -> bool:
@@ -1811,6 +2183,10 @@ def import_runs(
     store_obj = open_store(store)
     reader = open_reader(tracking_uri)
     summary = ImportSummary(source=reader.source, dry_run=dry_run)
+    # No cyclic garbage collection while the records' millions of small objects are
+    # built (none of them are cycles): it cost ~0.15 s per 10,000 runs. Restored after.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         selected = [
             e
@@ -1858,6 +2234,8 @@ def import_runs(
             progress,
         )
     finally:
+        if collecting:
+            gc.enable()
         reader.close()
     summary.seconds = time.perf_counter() - started
     return summary
@@ -1902,10 +2280,12 @@ def _import_chunks(
     1. The reader's whole-selection metric scan and its sort into :class:`_Points` run in
        a worker thread (ADBC, file reads and NumPy release the GIL; the sqlite reader
        started the scan already while reading params and tags) while this thread lists
-       artifacts and builds every row that does not depend on metrics (params, tags,
-       datasets, run events).
-    2. Then each chunk gets its fingerprints and, unless unchanged, its remaining rows;
-       its files, metric points included, are built and written by two worker threads.
+       artifacts, builds every row that does not depend on metrics (params, tags,
+       datasets, run events) of each chunk with a new run and queues that chunk's
+       params/tags/datasets files for writing, and prepares the fingerprints.
+    2. Then each chunk gets its fingerprints and, unless unchanged, its remaining rows
+       (built only now for a chunk of runs imported before); its files, metric points
+       included, are built and written by two worker threads.
 
     Readers without a whole-selection scan are read chunk by chunk in step 2.
     """
@@ -1932,11 +2312,28 @@ def _import_chunks(
                     broken[record.run_id] = f"artifacts: {type(exc).__name__}: {exc}"
                     continue
             listed[record.run_id] = files
-        builders = (
-            []
-            if dry_run
-            else [_static(chunk, broken, reader, experiments, project) for chunk in chunks]
-        )
+        builders: list[_Builder | None] = []
+        early: list[dict[str, Future[int]] | None] = []
+        for chunk in chunks:
+            if dry_run or all(r.run_id in existing for r in chunk.runs):
+                # Nothing to build for a dry run; nor yet for a chunk of runs imported
+                # before: most likely unchanged, known once its fingerprints are.
+                builders.append(None)
+                early.append(None)
+                continue
+            builder = _static(chunk, broken, reader, experiments, project)
+            builders.append(builder)
+            # A chunk with a new run is written: its files that do not depend on metrics
+            # are written now, while the scan runs.
+            early.append(_submit_writes(builder.prebuilt, chunk, store, project, pool, writes))
+        # Fingerprints but for their metric figures, while the scan runs.
+        prepared = {
+            record.run_id: _fingerprint_parts(
+                record, [(f.path, f.size) for f in listed[record.run_id]]
+            )
+            for record in ordered
+            if record.run_id in listed
+        }
         result = bulk.result() if bulk is not None else None
         bulk = None
         points: _Points | None = None
@@ -1953,7 +2350,9 @@ def _import_chunks(
                 chunk_points, offset = _chunk_points(reader, chunk, broken), 0
             _import_chunk(
                 chunk,
-                None if dry_run else builders[index],
+                builders[index],
+                early[index],
+                dry_run,
                 chunk_points,
                 offset,
                 reader,
@@ -1961,6 +2360,7 @@ def _import_chunks(
                 experiments,
                 models,
                 listed,
+                prepared,
                 broken,
                 existing,
                 artifact_mode,
@@ -2034,6 +2434,8 @@ def _chunk_points(reader: Reader, chunk: _Chunk, broken: dict[str, str]) -> _Poi
 def _import_chunk(
     chunk: _Chunk,
     builder: _Builder | None,
+    early: dict[str, Future[int]] | None,
+    dry_run: bool,
     points: _Points,
     offset: int,
     reader: Reader,
@@ -2041,6 +2443,7 @@ def _import_chunk(
     experiments: dict[str, Experiment],
     models: dict[str, list[LoggedModel]],
     listed: dict[str, list[ArtifactFile]],
+    prepared: dict[str, tuple[str, str]],
     broken: dict[str, str],
     existing: dict[str, str],
     artifact_mode: str,
@@ -2049,13 +2452,24 @@ def _import_chunk(
     pool: Any,
     writes: list[tuple[str, Any]],
 ) -> None:
-    """Count one chunk into ``summary`` and, unless a dry run (``builder`` is None) or
-    nothing changed, queue its files for writing."""
+    """Count one chunk into ``summary`` and, unless a dry run or nothing changed, queue
+    its files for writing.
+
+    ``builder`` has the chunk's rows that do not depend on metrics, or is None (built
+    here when needed); ``early`` the writes of those rows already queued, or None. A
+    chunk with early writes is always written in full (its runs may all have turned out
+    unchanged or broken since).
+    """
     position = {r.run_id: offset + i for i, r in enumerate(chunk.runs)}
     good = [r for r in chunk.runs if r.run_id not in broken]
     counts = {r.run_id: points.count(position[r.run_id]) for r in good}
     fingerprints = {
-        r.run_id: _fingerprint(r, *counts[r.run_id], [(f.path, f.size) for f in listed[r.run_id]])
+        r.run_id: _fingerprint(
+            r,
+            *counts[r.run_id],
+            [(f.path, f.size) for f in listed[r.run_id]],
+            prepared.get(r.run_id),
+        )
         for r in good
     }
     states = {
@@ -2064,8 +2478,20 @@ def _import_chunk(
         else ("unchanged" if existing[r.run_id] == fingerprints[r.run_id] else "updated")
         for r in good
     }
-    if builder is not None and not (good and all(s == "unchanged" for s in states.values())):
-        with tempfile.TemporaryDirectory(prefix="ledger-mlflow-") as scratch:
+    unchanged = bool(good) and all(s == "unchanged" for s in states.values())
+    if not dry_run and (early is not None or not unchanged):
+        if builder is None:
+            builder = _static(chunk, broken, reader, experiments, project)
+        # A scratch folder only for downloads (local artifacts are read in place).
+        remote = artifact_mode == "copy" and any(
+            artifact.local is None for record in good for artifact in listed[record.run_id]
+        )
+        scratch_dir = (
+            tempfile.TemporaryDirectory(prefix="ledger-mlflow-")
+            if remote
+            else contextlib.nullcontext("")
+        )
+        with scratch_dir as scratch:
             stored_by_run = {}
             for record in good:
                 stored: list[tuple[ArtifactFile, str | None, str | None]] = []
@@ -2085,23 +2511,21 @@ def _import_chunk(
         good = [r for r in good if r.run_id not in broken]
         if [r.run_id for r in good] != builder.members:  # a run broke since: rebuild
             builder = _static(chunk, broken, reader, experiments, project)
+            if early:  # the rebuilt files must land after the early ones
+                from concurrent.futures import wait
+
+                wait(early.values())
+            early = None
         for record in good:
             builder.final(record, fingerprints[record.run_id], stored_by_run[record.run_id])
-        name = f"mlflow-{chunk.key}.parquet"
         tables: dict[str, Any] = {
             kind: builder.prebuilt[kind] if kind in builder.prebuilt else builder.table(kind)
             for kind in events.KINDS
-            if kind not in _NOT_IMPORTED
+            if kind not in _NOT_IMPORTED and kind not in (early or ())
         }
         drop = [i for i, r in enumerate(chunk.runs) if r.run_id in broken]
         tables["metrics"] = functools.partial(points.events, offset, offset + len(chunk.runs), drop)
-        for kind, table in tables.items():
-            directory = store.partition_dir(kind, project, chunk.day)
-            empty = kind != "metrics" and table.num_rows == 0
-            if empty and not store.exists(f"{directory}/{name}"):
-                continue
-            task = pool.submit(_write, store, directory, name, table, kind)
-            writes.append((f"{directory}/{name}", task))
+        _submit_writes(tables, chunk, store, project, pool, writes)
     good = [r for r in good if r.run_id not in broken]
     for record in good:
         summary.runs += 1
@@ -2115,6 +2539,28 @@ def _import_chunk(
         summary.new_runs += state == "new"
         summary.updated_runs += state == "updated"
         summary.unchanged_runs += state == "unchanged"
+
+
+def _submit_writes(
+    tables: dict[str, Any],
+    chunk: _Chunk,
+    store: Store,
+    project: str,
+    pool: Any,
+    writes: list[tuple[str, Any]],
+) -> dict[str, Future[int]]:
+    """Queue the chunk's file of each kind in ``tables`` (an empty one only to replace
+    an existing file); the queued writes by kind."""
+    name = f"mlflow-{chunk.key}.parquet"
+    queued = {}
+    for kind, table in tables.items():
+        directory = store.partition_dir(kind, project, chunk.day)
+        empty = kind != "metrics" and table.num_rows == 0
+        if empty and not store.exists(f"{directory}/{name}"):
+            continue
+        queued[kind] = pool.submit(_write, store, directory, name, table, kind)
+        writes.append((f"{directory}/{name}", queued[kind]))
+    return queued
 
 
 def _write(store: Store, directory: str, name: str, table: Any, kind: str) -> int:

@@ -208,10 +208,45 @@ FIELDS = (
         "sqlite-indexed",
         "sqlite-strings",
         "sqlite-new-key",
+        "sqlite-spans",
+        "sqlite-huge-steps",
         "file",
     ],
 )
-def test_import_matches_what_mlflow_reads(mlflow_stores, store_path, kind, monkeypatch):
+def test_import_matches_what_mlflow_reads(mlflow_stores, store_path, kind, monkeypatch, tmp_path):
+    uri = mlflow_stores["sqlite" if kind.startswith("sqlite") else kind]
+    if kind == "sqlite-spans":  # runs' rows in rowid spans: the scan reads rowid, no run ids
+        from ledger.adapters.mlflow_import import SqlReader
+
+        uri = _contiguous_copy(uri, tmp_path / "spans.db")
+        monkeypatch.setattr(SqlReader, "SPAN_POINTS", 0)
+        monkeypatch.setattr(SqlReader, "PARALLEL_ROWS", 1)
+        found = []
+        spans = SqlReader._run_spans
+        monkeypatch.setattr(
+            SqlReader, "_run_spans", lambda self, top: found.append(spans(self, top)) or found[-1]
+        )
+    if kind == "sqlite-huge-steps":  # steps whose packed code overflows: string fallback
+        from ledger.adapters.mlflow_import import SqlReader
+
+        database = tmp_path / "steps.db"
+        shutil.copy(uri[len("sqlite:///") :], database)
+        con = sqlite3.connect(database)
+        run_id = con.execute("SELECT run_uuid FROM metrics LIMIT 1").fetchone()[0]
+        con.executemany(
+            "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+            "VALUES ('huge', ?, 5, ?, ?, 0)",
+            [(1.5, run_id, 2**62), (2.5, run_id, -(2**62)), (3.5, run_id, 2**54 - 1)],
+        )
+        con.execute(  # what MLflow's client lists a run's metric keys from
+            "INSERT INTO latest_metrics (key, value, timestamp, step, run_uuid, is_nan) "
+            "VALUES ('huge', 1.5, 5, ?, ?, 0)",
+            (2**62, run_id),
+        )
+        con.commit()
+        con.close()
+        uri = f"sqlite:///{database}"
+        monkeypatch.setattr(SqlReader, "PARALLEL_ROWS", 1)
     if kind == "sqlite-stdlib":  # without the optional ADBC driver: the sqlite3 path
         from ledger.adapters.mlflow_import import SqlReader
 
@@ -239,12 +274,13 @@ def test_import_matches_what_mlflow_reads(mlflow_stores, store_path, kind, monke
 
         def missing_a_key(self):  # as if a writer added the key after the keys were read
             found = plan(self)
-            return found and (*found[:3], found[3][1:])
+            return found and (*found[:3], found[3][1:], *found[4:])
 
         monkeypatch.setattr(SqlReader, "_scan_plan", missing_a_key)
         kind = "sqlite"
-    uri = mlflow_stores[kind]
     summary = import_runs(uri, store_path, include_deleted=True)
+    if kind == "sqlite-spans":
+        assert found and found[0] is not None  # the rowid path was taken
     assert summary.errors == []
     expected = mlflow_view(uri)
     got = ledger_view(store_path)
@@ -269,6 +305,57 @@ def test_import_matches_what_mlflow_reads(mlflow_stores, store_path, kind, monke
     for uri_, size, sha in rows.iter_rows():
         assert uri_.startswith("artifacts/sha256/") and len(sha) == 64
         assert os.path.getsize(os.path.join(store_path, uri_)) == size
+
+
+def _contiguous_copy(uri: str, database: Path, reverse: bool = True) -> str:
+    """A copy of the sqlite store whose metric rows are grouped by run (as when runs log
+    one after another), runs in reverse id order so that rowid order is not id order."""
+    shutil.copy(uri[len("sqlite:///") :], database)
+    con = sqlite3.connect(database)
+    order = "run_uuid DESC, rowid" if reverse else "run_uuid, rowid"
+    con.execute(f"CREATE TEMP TABLE m AS SELECT * FROM metrics ORDER BY {order}")
+    con.execute("DELETE FROM metrics")
+    con.execute("INSERT INTO metrics SELECT * FROM m")
+    con.commit()
+    con.close()
+    return f"sqlite:///{database}"
+
+
+def test_rowid_spans_only_when_runs_do_not_interleave(mlflow_stores, tmp_path, monkeypatch):
+    from ledger.adapters.mlflow_import import SqlReader
+
+    monkeypatch.setattr(SqlReader, "SPAN_POINTS", 0)
+    uri = _contiguous_copy(mlflow_stores["sqlite"], tmp_path / "spans.db")
+    database = uri[len("sqlite:///") :]
+    reader = SqlReader(uri)
+    try:
+        runs, _ = reader.runs([e.experiment_id for e in reader.experiments()], None)
+        spans = reader._run_spans(reader._max_rowid())
+        assert spans is not None
+        first, last, codes = spans
+        assert list(first) == sorted(first) and all(last[:-1] < first[1:])
+        # every span is one run's: its rows all carry that run's id
+        con = sqlite3.connect(database)
+        ids = [r.run_id for r in runs]
+        for lo, hi, code in zip(first, last, codes[:-1], strict=True):
+            owners = {
+                row[0]
+                for row in con.execute(
+                    "SELECT run_uuid FROM metrics WHERE rowid BETWEEN ? AND ?", (int(lo), int(hi))
+                )
+            }
+            assert owners == {ids[code]}
+        # one more point of the first run, logged after every other run's: interleaved
+        con.execute(
+            "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+            "VALUES ('late', 1.0, 1, ?, 0, 0)",
+            (ids[int(codes[0])],),
+        )
+        con.commit()
+        con.close()
+        assert reader._run_spans(reader._max_rowid()) is None
+    finally:
+        reader.close()
 
 
 def test_sqlite_and_file_store_give_the_same_shape(mlflow_stores, tmp_path):
@@ -377,6 +464,11 @@ def test_broken_runs_are_reported_and_skipped(mlflow_stores, tmp_path):
     imported = set(imported["run_id"].to_list())
     assert bad_metric.name not in imported
     assert len(imported) == len(mlflow_view(mlflow_stores["file"])) - 3
+    # Params and tags are written early, while metrics are read: a run found broken then
+    # leaves none behind.
+    for kind in ("params", "tags"):
+        owners = query(f"SELECT DISTINCT run_id FROM events_{kind}", str(tmp_path / "store"))
+        assert set(owners["run_id"].to_list()) <= imported
 
 
 def test_cli_import(mlflow_stores, store_path):

@@ -124,3 +124,105 @@ def test_file_store_blank_and_stepless_lines(tmp_path):
         "SELECT key, step, value FROM metrics ORDER BY key, step", str(tmp_path / "store")
     ).rows()
     assert rows == [("acc", 0, 0.75), ("loss", 0, 0.5), ("loss", 1, 0.25)]
+
+
+@pytest.mark.parametrize("layout", ["random", "blocks", "reversed", "repeated-blocks", "empty"])
+def test_block_order_equals_a_stable_sort(layout):
+    import numpy as np
+    from ledger.adapters.mlflow_import import _stable_order
+
+    rng = np.random.default_rng(3)
+    if layout == "random":
+        group = rng.integers(0, 7, 5000)
+    elif layout == "blocks":  # runs logged one after another, in any id order
+        group = np.repeat(rng.permutation(200), 25)
+    elif layout == "reversed":
+        group = np.sort(rng.integers(0, 50, 5000))[::-1].copy()
+    elif layout == "repeated-blocks":  # the same (run, key) in several blocks
+        group = np.repeat(rng.integers(0, 30, 300), 20)
+    else:
+        group = np.zeros(0, np.int64)
+    order, blocks = _stable_order(group)
+    assert (order == np.argsort(group, kind="stable")).all()
+    if len(group):
+        assert blocks[0] == 0 and all(group[b] != group[b - 1] for b in blocks[1:])
+
+
+def test_fingerprint_in_parts_equals_the_whole_json():
+    # A fingerprint is built around its metric figures while the scan runs; it must stay
+    # the hash of the same JSON, or a store imported before would re-import as updated.
+    import json
+
+    from ledger.adapters.mlflow_import import RunRecord, _fingerprint
+
+    from ledger.ids import stable_id
+
+    def whole(record, n_points, last_ts, artifacts):
+        data = [
+            record.status,
+            record.end_time,
+            record.lifecycle_stage,
+            record.name,
+            sorted(record.params.items()),
+            sorted(record.tags.items()),
+            record.inputs,
+            n_points,
+            last_ts,
+            artifacts,
+        ]
+        return stable_id(json.dumps(data, sort_keys=True, default=str))
+
+    run = RunRecord(
+        "a" * 32, "1", 'nä"me', "FINISHED", 1, None, "active", None, None,
+        params={"p": "1", "é": "x\n"}, tags={"t": "v"},
+        inputs=[{"name": "d", "tags": {"b": "1", "a": "2"}, "digest": None}],
+    )  # fmt: skip
+    bare = RunRecord("b" * 32, "1", None, "RUNNING", None, None, "deleted", "u", "file:/x")
+    for record in (run, bare):
+        for n_points, last_ts, artifacts in [(0, 0, []), (5, -3, [("x/y", None), ("ü", 12)])]:
+            assert _fingerprint(record, n_points, last_ts, artifacts) == whole(
+                record, n_points, last_ts, artifacts
+            )
+
+
+@pytest.mark.parametrize("layout", ["runs-in-blocks", "interleaved"])
+def test_coded_points_equal_the_table_path(layout):
+    # The sqlite reader's coded columns (reader's run codes, -1 for runs not selected)
+    # must give the same events, counts and last timestamps as a plain Arrow table.
+    import numpy as np
+    from ledger.adapters.mlflow_import import _CodedPoints
+
+    rng = np.random.default_rng(11)
+    reader_ids = [f"{i:032x}" for i in range(12)]
+    keys = ["acc", "loss", "z/ü"]
+    rows = []  # (reader run code, key code, value, step, stamp)
+    for run in rng.permutation(len(reader_ids)):
+        for key in range(len(keys)):
+            for step in rng.integers(-2, 30, 25):
+                value = rng.choice([math.nan, math.inf, -math.inf, float(rng.random())])
+                rows.append((int(run), key, value, int(step), int(1000 + rng.integers(0, 50))))
+    rows.append((-1, 0, 1.0, 0, 5))  # a row of a run the reader did not list
+    if layout == "interleaved":
+        rng.shuffle(rows)
+    coded = _CodedPoints(reader_ids, keys, len(rows))
+    columns = list(zip(*rows, strict=True))
+    for name, column in zip(("run", "key", "value", "step", "stamp"), columns, strict=True):
+        getattr(coded, name)[:] = column
+    coded.group[:] = coded.run * coded.width + coded.key
+    selected = [reader_ids[i] for i in (5, 0, 7, 3, 11, 2)] + ["f" * 32]  # order, subset
+    from_coded = _Points(coded, selected)
+    known = [r for r in rows if r[0] >= 0]
+    table = pa.table(
+        {
+            "run_id": [reader_ids[r[0]] for r in known],
+            "key": [keys[r[1]] for r in known],
+            "value": [r[2] for r in known],
+            "step": [r[3] for r in known],
+            "timestamp": [r[4] for r in known],
+        }
+    )
+    from_table = _Points(table, selected)
+    for first, stop in ((0, 7), (0, 2), (3, 6), (6, 7)):
+        assert _events(from_coded, first, stop) == _events(from_table, first, stop)
+    for index in range(len(selected)):
+        assert from_coded.count(index) == from_table.count(index)
