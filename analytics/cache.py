@@ -58,14 +58,17 @@ def register(
     params: dict[str, Any] | None,
     files: Iterable[str],
     prepare: Callable[[], None] | None = None,
-    variables: tuple[tuple[str, str], ...] | None = None,
+    variables: tuple[tuple[str, ...], ...] | None = None,
+    registered: dict[str, pa.Table] | None = None,
 ) -> pa.Table:
     """Make ``name`` on ``cur`` hold the result of ``sql``, which reads only ``files``:
     from memory when the same SQL over the same files was answered before (else
     ``prepare()`` is called first, then ``sql`` runs). Returns the table.
 
-    ``variables``: :func:`variables_of` ``cur``, when the caller registers several
-    results on one cursor (its variables do not change in between)."""
+    ``variables``: :func:`variables_of` ``cur`` (or the session a kept cursor copied),
+    when the caller registers several results on one cursor (its variables do not
+    change in between). ``registered``: what is registered on ``cur`` by name (a kept
+    cursor's), so the very table it holds already is not registered again."""
     global _rows
     key_files = stamps(files)
     if variables is None:
@@ -87,11 +90,14 @@ def register(
                 while _entries and (len(_entries) > MAX_ENTRIES or _rows > MAX_ROWS):
                     _, dropped = _entries.popitem(last=False)
                     _rows -= dropped.num_rows
-    cur.register(name, table)
+    if registered is None or registered.get(name) is not table:
+        cur.register(name, table)
+        if registered is not None:
+            registered[name] = table
     return table
 
 
-def variables_of(cur: duckdb.DuckDBPyConnection) -> tuple[tuple[str, str], ...]:
+def variables_of(cur: duckdb.DuckDBPyConnection) -> tuple[tuple[str, ...], ...]:
     """The cursor's variables (name, value as text), part of every kept result's key."""
     rows = cur.execute("SELECT name, value::VARCHAR FROM duckdb_variables() ORDER BY name")
     return tuple(rows.fetchall())

@@ -253,6 +253,7 @@ def _sources(
         {"metric": metric},
         files["metrics"] + files["summaries"],
         variables=variables,
+        registered=snapshot.kept.tables,
     )
     sources = {"values": "_leaderboard_values"}
     columns = ", ".join(scope.run_columns())
@@ -264,6 +265,7 @@ def _sources(
         files["runs"],
         lambda: snapshot.ensure("runs"),
         variables=variables,
+        registered=snapshot.kept.tables,
     )
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -290,6 +292,7 @@ def _sources(
                 files[kind],
                 lambda kind=kind: snapshot.ensure(kind),
                 variables=variables,
+                registered=snapshot.kept.tables,
             )
             sources[kind] = f"_leaderboard_{kind}"
     return sources

@@ -261,6 +261,7 @@ class KeptCursor:
     session: tuple[tuple[str, str, str], ...]
     cursor: duckdb.DuckDBPyConnection
     views: set[str] = field(default_factory=set)
+    tables: dict[str, Any] = field(default_factory=dict)  # registered Arrow tables by name
 
     def drop_views(self, keep: Iterable[str] = ()) -> None:
         """Drop the temporary views an earlier question made (but those of ``keep``,
