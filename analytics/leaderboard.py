@@ -174,7 +174,6 @@ def _leaderboard(
     wanted_tags = [group[1]] if group and group[0] == "tag" else []
     if group and group[0] == "column":
         scope.extra_columns.append(group[1])
-    scope.prepare(con, wanted_params, wanted_tags)
 
     def ask() -> pl.DataFrame:
         # One listing of the visible files per question (the views would re-glob and
@@ -186,6 +185,8 @@ def _leaderboard(
             return _ask(listed.cursor, listed)
 
     def _ask(cur: duckdb.DuckDBPyConnection, listed: Snapshot | None) -> pl.DataFrame:
+        params_files = None if listed is None else listed.files["params"]
+        scope.prepare(con, wanted_params, wanted_tags, params_files)
         sources = _sources(cur, listed, scope, metric, mode, agg)
         if listed is not None:
             # The rows shown need their costs. (A --where subquery over a view reads

@@ -518,15 +518,21 @@ _types_cache: dict[str, tuple[int, int, dict[tuple[str, str], set[str | None]]]]
 
 
 def param_value_types(
-    con: duckdb.DuckDBPyConnection, project: str | None, keys: Sequence[str] | None
+    con: duckdb.DuckDBPyConnection,
+    project: str | None,
+    keys: Sequence[str] | None,
+    listed: Sequence[str] | None = None,
 ) -> dict[str, set[str | None]] | None:
     """``{key: {value_type...}}`` over the visible params files (of ``project``), for
     ``keys`` (None: every key). Each file's answer is cached by path, size and mtime,
-    so only files written since the last call are read. None when it does not apply
-    (``as_of`` connections, object stores): ask the ``events_params`` view."""
-    if con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
-        return None
-    files = visible_files(con, "params")
+    so only files written since the last call are read. ``listed``: the visible params
+    files, when the caller listed them. None when it does not apply (``as_of``
+    connections, object stores): ask the ``events_params`` view."""
+    files = list(listed) if listed is not None else None
+    if files is None:
+        if con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
+            return None
+        files = visible_files(con, "params")
     if files is None:
         return None
     if project is not None:

@@ -186,8 +186,10 @@ class Scope:
         con: duckdb.DuckDBPyConnection,
         wanted_params: Sequence[str] = (),
         wanted_tags: Sequence[str] = (),
+        params_files: Sequence[str] | None = None,
     ) -> None:
-        """Resolve ``children_of`` and learn the param types / tag keys the SQL needs.
+        """Resolve ``children_of`` and learn the param types / tag keys the SQL needs
+        (``params_files``: the visible params files, when the caller listed them).
 
         Raises:
             RunNotFoundError, AmbiguousRunError: ``children_of`` does not name one run.
@@ -212,7 +214,7 @@ class Scope:
             if keys is not None:
                 values["keys"] = keys
             # Per-file answers are cached (only new files are read); the view otherwise.
-            cached = param_value_types(con, self.project, keys)
+            cached = param_value_types(con, self.project, keys, params_files)
             if cached is not None:
                 rows = sorted((key, list(types)) for key, types in cached.items())
             else:
