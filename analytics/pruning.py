@@ -277,11 +277,10 @@ _pool: dict[int, list[KeptCursor]] = {}
 def session_of(con: duckdb.DuckDBPyConnection) -> tuple[tuple[str, str, str], ...]:
     """``con``'s time zone and variables (values as text): what :func:`cursor` copies,
     so also what a result kept for a cursor depends on (``cache.register``)."""
-    rows = con.execute(
-        "SELECT '', current_setting('TimeZone'), 'TimeZone' UNION ALL "
-        "SELECT name, value::VARCHAR, type FROM duckdb_variables() ORDER BY 1"
-    ).fetchall()
-    return tuple(rows)
+    # Two plain queries: one with UNION ALL and ORDER BY costs twice as much.
+    ((zone,),) = con.execute("SELECT current_setting('TimeZone')").fetchall()
+    rows = con.execute("SELECT name, value::VARCHAR, type FROM duckdb_variables()").fetchall()
+    return (("", str(zone), "TimeZone"), *sorted(rows))
 
 
 @contextlib.contextmanager
