@@ -440,11 +440,13 @@ def snapshot_cursor(
     that straddled a lifecycle commit, or a file deleted after it was listed, makes it
     list and run again.
     """
-    listed = _listing(con, kinds, also, project)
-    if listed is None:
-        yield None
-        return
     with kept_cursor(con) as kept:
+        # The session just read holds the variables: no query to ask for as_of.
+        as_of = any(name == "as_of" and value is not None for name, value, _ in kept.session)
+        listed = None if as_of else _listing(con, kinds, also, project, as_of_checked=True)
+        if listed is None:
+            yield None
+            return
         kept.drop_views()
         yield Snapshot(kept, listed, {kind: listed[kind] for kind in kinds})
 
@@ -465,11 +467,17 @@ def _listing(
     also: Sequence[str],
     project: str | None = None,
     listed: dict[str, list[str]] | None = None,
+    *,
+    as_of_checked: bool = False,
 ) -> dict[str, list[str]] | None:
     """Visible files of ``kinds`` and ``also`` (of one project; ``listed``: as listed
     already); None where files cannot be listed here or a kind of ``kinds`` has none
-    (not even a schema file)."""
-    if con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
+    (not even a schema file). ``as_of_checked``: the caller knows ``con`` is not a
+    connection as of a moment."""
+    if (
+        not as_of_checked
+        and con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]
+    ):
         return None
     if listed is None:
         listed = visible_files_of(con, list(dict.fromkeys([*kinds, *also])))

@@ -59,16 +59,16 @@ def summaries_sql(
     (rows of other runs may then be incomplete: filter the result by ``run_ids``).
     With ``keys``, only those metric keys are read and folded (the filter sits in each
     file scan, below the merge). ``listed``: the visible ``metrics`` and ``summaries``
-    files when the caller has listed them already (see ``pruning.snapshot_cursor``).
+    files when the caller has listed them already (see ``pruning.snapshot_cursor``;
+    never for a connection as of a moment, whose files are not all it may read).
 
     Raises:
         duckdb.Error: the store's files cannot be listed.
     """
-    as_of = con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]
-    if as_of:
-        return "metric_summaries"
-    if listed is not None:
+    if listed is not None:  # listed, so not a connection as of a moment (see pruning)
         metrics, summaries = (_by_rel(listed[kind], kind) for kind in ("metrics", "summaries"))
+    elif con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
+        return "metric_summaries"
     else:
         metrics, summaries = _files(con, "metrics"), _files(con, "summaries")
     if metrics is None or summaries is None:
