@@ -58,22 +58,20 @@ def register(
     params: dict[str, Any] | None,
     files: Iterable[str],
     prepare: Callable[[], None] | None = None,
-    variables: tuple[tuple[str, ...], ...] | None = None,
-    registered: dict[str, pa.Table] | None = None,
+    *,
+    session: tuple[tuple[str, ...], ...],
+    registered: dict[str, pa.Table],
 ) -> pa.Table:
     """Make ``name`` on ``cur`` hold the result of ``sql``, which reads only ``files``:
     from memory when the same SQL over the same files was answered before (else
     ``prepare()`` is called first, then ``sql`` runs). Returns the table.
 
-    ``variables``: :func:`variables_of` ``cur`` (or the session a kept cursor copied),
-    when the caller registers several results on one cursor (its variables do not
-    change in between). ``registered``: what is registered on ``cur`` by name (a kept
-    cursor's), so the very table it holds already is not registered again."""
+    ``session``: the variables and time zone ``cur`` copied (``pruning.session_of``);
+    ``registered``: what is registered on ``cur`` by name (a kept cursor's), so the very
+    table it holds already is not registered again."""
     global _rows
     key_files = stamps(files)
-    if variables is None:
-        variables = variables_of(cur)
-    key = (sql, json.dumps(params or {}, sort_keys=True, default=str), variables, key_files)
+    key = (sql, json.dumps(params or {}, sort_keys=True, default=str), session, key_files)
     with _lock:
         table = _entries.get(key)
         if table is not None:
@@ -90,17 +88,10 @@ def register(
                 while _entries and (len(_entries) > MAX_ENTRIES or _rows > MAX_ROWS):
                     _, dropped = _entries.popitem(last=False)
                     _rows -= dropped.num_rows
-    if registered is None or registered.get(name) is not table:
+    if registered.get(name) is not table:
         cur.register(name, table)
-        if registered is not None:
-            registered[name] = table
+        registered[name] = table
     return table
-
-
-def variables_of(cur: duckdb.DuckDBPyConnection) -> tuple[tuple[str, ...], ...]:
-    """The cursor's variables (name, value as text), part of every kept result's key."""
-    rows = cur.execute("SELECT name, value::VARCHAR FROM duckdb_variables() ORDER BY name")
-    return tuple(rows.fetchall())
 
 
 def clear() -> None:

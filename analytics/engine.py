@@ -653,9 +653,6 @@ def view_globs(con: duckdb.DuckDBPyConnection, kind: str) -> list[str]:
     return _view_globs.get(id(con), {}).get(kind, [])
 
 
-_EMPTY_LOG = {(), (txnlog.SCHEMA_NAME,)}
-
-
 def hidden_files(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
     """(kind, absolute path) of the files the lifecycle commit log hides from ``con``'s
     views now (what its ``_lifecycle_hidden`` view gives).
@@ -673,7 +670,7 @@ def hidden_files(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
             return set()
         return set(con.execute("SELECT kind, file FROM _lifecycle_hidden").fetchall())
     version = txnlog.log_version(store)
-    if version in _EMPTY_LOG:
+    if not txnlog.holds_records(version):
         return set()
     kept = _hidden_kept.get(id(con))
     if kept is not None and kept[0] == version:

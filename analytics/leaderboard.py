@@ -246,14 +246,14 @@ def _sources(
     if snapshot is None:
         return {"values": f"({values_sql})"}
     files = snapshot.files
-    variables = snapshot.session
+    session = snapshot.session
     register(
         cur,
         "_leaderboard_values",
         values_sql,
         {"metric": metric},
         files["metrics"] + files["summaries"],
-        variables=variables,
+        session=session,
         registered=snapshot.kept.tables,
     )
     sources = {"values": "_leaderboard_values"}
@@ -265,7 +265,7 @@ def _sources(
         None,
         files["runs"],
         lambda: snapshot.ensure("runs"),
-        variables=variables,
+        session=session,
         registered=snapshot.kept.tables,
     )
     import pyarrow as pa
@@ -292,7 +292,7 @@ def _sources(
                 None,
                 files[kind],
                 lambda kind=kind: snapshot.ensure(kind),
-                variables=variables,
+                session=session,
                 registered=snapshot.kept.tables,
             )
             sources[kind] = f"_leaderboard_{kind}"

@@ -353,7 +353,6 @@ def _partitioned_files(store: Store, kind: str) -> list[tuple[str, dt.date, str]
     return out
 
 
-_EMPTY_LOG = {(), (txnlog.SCHEMA_NAME,)}
 _LISTING_RETRIES = 5
 
 
@@ -363,7 +362,7 @@ def _hidden_files(
     """(kind, absolute path) of the hot tier's files the commit log hides, read with
     DuckDB (no pyarrow: ``ledger status`` stays light). Nothing to read when the log
     holds no transaction record (its usual state between lifecycle operations)."""
-    if version in _EMPTY_LOG:
+    if not txnlog.holds_records(version):
         return set()
     rows = con.execute(txnlog.hidden_sql(store, {txnlog.HOT: store.path()})).fetchall()
     return {(kind, path) for kind, path in rows}

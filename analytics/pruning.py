@@ -549,11 +549,10 @@ def param_value_types(
     stamps: dict[str, tuple[int, int]] = {}
     missing = []
     for path in files:
-        try:
-            info = os.stat(path)
-        except OSError:
+        stamp = _stamp(path)
+        if stamp is None:
             return None
-        stamps[path] = (info.st_size, info.st_mtime_ns)
+        stamps[path] = stamp
         with _lock:
             cached = _types_cache.get(path)
         if cached is None or cached[:2] != stamps[path]:

@@ -87,6 +87,12 @@ def log_version(store: Store) -> tuple[str, ...]:
         return ()
 
 
+def holds_records(version: tuple[str, ...]) -> bool:
+    """Whether a log at ``version`` (:func:`log_version`) holds any transaction record:
+    between lifecycle operations it holds only its schema file, and hides nothing."""
+    return version not in ((), (SCHEMA_NAME,))
+
+
 def ensure_log(store: Store) -> None:
     """Create the commit log's zero-row schema file, so its glob never comes back empty."""
     path = store.path(LIFECYCLE_DIR, TXN_DIR, SCHEMA_NAME)
