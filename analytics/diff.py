@@ -137,7 +137,7 @@ def diff(
     """
     if len(runs) < 2:
         raise InvalidValueError(f"diff needs at least two runs, got {len(runs)}")
-    views = ("runs", "params", "tags", "datasets", "metric_summaries")
+    views = (*_FACT_KINDS, "metric_summaries")
     with connection(con, store, views=views) as con:
 
         def compare() -> tuple[list[str], dict[tuple[str, str], dict[str, str | None]]]:
@@ -175,7 +175,7 @@ def _facts(
     ids: list[str],
     modes: Mapping[str, str] | None,
     listed: dict[str, list[str]] | None,
-    located: Mapping[str, Sequence[str]] | None = None,
+    located: Mapping[str, Sequence[str]] | None,
 ) -> dict[tuple[str, str], dict[str, str | None]]:
     # Only the files whose run_id statistics can hold these runs are read (a handful of
     # a few hundred), and a literal IN list lets DuckDB skip row groups within them. The
@@ -213,7 +213,7 @@ def _read_facts(
     con: duckdb.DuckDBPyConnection,
     ids: list[str],
     modes: Mapping[str, str] | None,
-    listed: dict[str, list[str]] | None = None,
+    listed: dict[str, list[str]] | None,
 ) -> dict[tuple[str, str], dict[str, str | None]]:
     rows: dict[tuple[str, str], dict[str, str | None]] = {}
 

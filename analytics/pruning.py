@@ -455,7 +455,7 @@ def listing(
     con: duckdb.DuckDBPyConnection, kinds: Sequence[str], also: Sequence[str] = ()
 ) -> dict[str, list[str]] | None:
     """The visible files of ``kinds`` and ``also``, listed once for one question (pass
-    it on to :func:`pruned_cursor`, ``summaries_sql``, ``resolve_runs``); None where
+    it on to :func:`pruned_cursor`, ``summaries_sql``, ``resolve_and_locate``); None where
     listing does not apply (``as_of`` connections, object stores, a kind of ``kinds``
     without a single file): read the views."""
     return _listing(con, kinds, also)

@@ -94,9 +94,7 @@ def _candidates(
             kept = files_matching(files, column, low, high)
             if not kept:
                 return
-            listed = ", ".join(quote_literal(path) for path in kept)
-            by_name = "false" if same_schema(kept) else "true"
-            source = f"read_parquet([{listed}], union_by_name = {by_name})"
+            source = read_sql(kept, by_name=not same_schema(kept))
         branches.append(f"SELECT run_id FROM {source} WHERE {condition}")
 
     for i, ref in enumerate(refs):
@@ -238,17 +236,14 @@ def resolve_runs(
     experiment: str | None = None,
     *,
     project: str | None = None,
-    files: list[str] | None = None,
 ) -> list[str]:
     """Resolve each of ``refs`` with :func:`resolve_run`; ids in the order given.
-    ``files``: the visible ``runs`` files when the caller has listed them already
-    (see :func:`ledger.analytics.pruning.listing`; not on an ``as_of`` connection).
 
     Raises:
         RunNotFoundError: a reference matches nothing.
         AmbiguousRunError: a reference matches several runs.
     """
-    return resolve_and_locate(con, refs, experiment, project=project, files=files)[0]
+    return resolve_and_locate(con, refs, experiment, project=project)[0]
 
 
 def resolve_and_locate(

@@ -12,7 +12,6 @@ from ledger.analytics.engine import (
     connection,
     consistent,
     fetch_frame,
-    quote_literal,
     run_sql,
 )
 
@@ -84,7 +83,7 @@ def metric_history(
     ``run_id`` is a full run id (resolve prefixes and names with
     ``ledger.analytics.resolve.resolve_run``); ``keys`` limits it to these metrics.
     """
-    from ledger.analytics.pruning import files_for_runs, visible_files
+    from ledger.analytics.pruning import files_for_runs, listing, read_sql, same_schema
 
     with connection(con, store, views=("metrics",)) as con:
         wanted = [keys] if isinstance(keys, str) else None if keys is None else list(keys)
@@ -98,21 +97,20 @@ def metric_history(
             assert con is not None
             # The run's files only, read straight (the metrics view is these columns of
             # events_metrics): no cursor, no view to bind, the commit log applied once.
-            files = None
-            if not con.execute("SELECT getvariable('as_of') IS NOT NULL").fetchall()[0][0]:
-                files = visible_files(con, "metrics")
-            if not files:
+            listed = listing(con, ("metrics",))
+            if listed is None:
                 return fetch_frame(
                     con,
                     f"SELECT key, step, ts, value FROM metrics WHERE run_id = $run_id "
                     f"{key_filter} {order}",
                     values,
                 )
-            listed = ", ".join(quote_literal(path) for path in files_for_runs(files, [run_id]))
+            kept = files_for_runs(listed["metrics"], [run_id])
+            source = read_sql(kept, by_name=not same_schema(kept))
             frame = fetch_frame(
                 con,
-                f"SELECT key, step, ts, value, seq FROM read_parquet([{listed}], "
-                f"union_by_name = true) WHERE run_id = $run_id {key_filter}",
+                f"SELECT key, step, ts, value, seq FROM {source} "
+                f"WHERE run_id = $run_id {key_filter}",
                 values,
             )
             # The view's order (ORDER BY key, step, ts, seq; nulls last), sorted here:
