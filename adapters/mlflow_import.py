@@ -413,10 +413,18 @@ def _sql_values(column: pa.ChunkedArray, nan: Any) -> Any:
     import pyarrow as pa
 
     value = np.array(column.cast(pa.float64()).to_numpy(), np.float64)
+    _restore_specials(value, nan)
+    return value
+
+
+def _restore_specials(value: Any, nan: Any) -> None:
+    """In ``value`` (a float64 NumPy array), in place: MLflow's SQL store keeps ±inf as
+    ±DBL_MAX and NaN as 0 with is_nan set (``nan``); put them back."""
+    import numpy as np
+
     np.putmask(value, value >= DBL_MAX, math.inf)
     np.putmask(value, value <= -DBL_MAX, -math.inf)
     np.putmask(value, nan, math.nan)
-    return value
 
 
 def _buffer_view(array: pa.Array, dtype: Any) -> Any:
@@ -500,9 +508,7 @@ class _CodedPoints:
             key &= _NAN_CODE - 1
             value = self.value[rows]
             value[:] = _buffer_view(batch.column(2).cast(pa.float64()), np.float64)
-            np.putmask(value, value >= DBL_MAX, math.inf)
-            np.putmask(value, value <= -DBL_MAX, -math.inf)
-            np.putmask(value, nan, math.nan)
+            _restore_specials(value, nan)
             self.stamp[rows] = _buffer_view(batch.column(3).cast(pa.int64()), np.int64)
             if self.spans is None:
                 if values is None:
@@ -684,7 +690,7 @@ class SqlReader(Reader):
             sql += f" WHERE run_uuid IN ({sub})"
         elif params:
             params = []
-        if self._arrow("SELECT 1", []) is not None:
+        if self._has_adbc():
             try:
                 found = self._arrow(sql, params)
             except Exception:  # e.g. a value typed unlike the first batch's: use sqlite3
@@ -752,7 +758,7 @@ class SqlReader(Reader):
         if self._engine is not None or not selected or selected * 10 < self._total_runs:
             return
         plan = self._scan_plan()
-        if plan is None or not self._adbc:  # without ADBC the scan would share self._con
+        if plan is None or not self._has_adbc():  # without ADBC the scan would share self._con
             return
         from concurrent.futures import ThreadPoolExecutor
 
@@ -776,7 +782,7 @@ class SqlReader(Reader):
         else:  # every run is selected: a plain sequential scan
             where, params = "true", []
         keys: list[str] = []
-        if self._arrow("SELECT 1", []) is not None:
+        if self._has_adbc():
             # The distinct keys by seeks on MLflow's primary key index ("key" leads it).
             keys = sorted(
                 row[0]
@@ -816,7 +822,7 @@ class SqlReader(Reader):
         """
         if not keys or len(keys) > self.KEY_CODES or self._run_ids is None:
             return None
-        if self._arrow("SELECT 1", []) is None:
+        if not self._has_adbc():
             return None
         case = " ".join(f"WHEN ? THEN {i}" for i in range(len(keys)))
         sql = (
@@ -955,7 +961,7 @@ class SqlReader(Reader):
         import pyarrow as pa
 
         workers = min(4, os.cpu_count() or 1)
-        if top < max(self.PARALLEL_ROWS, 1) or workers < 2 or self._arrow("SELECT 1", []) is None:
+        if top < max(self.PARALLEL_ROWS, 1) or workers < 2 or not self._has_adbc():
             return self._arrow(sql, params)
         from concurrent.futures import ThreadPoolExecutor
 
@@ -968,18 +974,21 @@ class SqlReader(Reader):
             tables = list(pool.map(lambda part: _adbc_query(self._path, part, params), parts))
         return pa.concat_tables(tables)
 
-    def _arrow(self, sql: str, params: list[Any]) -> pa.Table | None:
-        """Run ``sql`` straight into Arrow through ADBC's sqlite driver, when installed."""
+    def _has_adbc(self) -> bool:
+        """Whether ADBC's sqlite driver reads this store (probed once)."""
         if self._engine is not None or self._adbc is False:
-            return None
+            return False
         if self._adbc is None:
             try:
                 _adbc_query(self._path, "SELECT 1", [])
                 self._adbc = True
             except Exception:  # not installed, or cannot open: stay on sqlite3
                 self._adbc = False
-                return None
-        return _adbc_query(self._path, sql, params)
+        return self._adbc
+
+    def _arrow(self, sql: str, params: list[Any]) -> pa.Table | None:
+        """Run ``sql`` straight into Arrow through ADBC's sqlite driver, when installed."""
+        return _adbc_query(self._path, sql, params) if self._has_adbc() else None
 
     def logged_models(self, experiment_ids: list[str]) -> list[LoggedModel]:
         if "logged_models" not in self._tables or not experiment_ids:
@@ -2015,12 +2024,8 @@ class _Points:
         width = max(len(self.keys), 1)
         by = np.argsort(owner.astype(np.int64) * width + key[blocks], kind="stable")
         first, length = blocks[by], lengths[by]
-        order = group[: int(length.sum())]  # the group column is no longer needed
-        if len(order):
-            order[:] = 1
-            order[0] = first[0]
-            order[np.cumsum(length[:-1])] = first[1:] - first[:-1] - length[:-1] + 1
-            np.cumsum(order, out=order)
+        # Written into the group column's memory: it is no longer needed.
+        order = _block_order(first, length, group[: int(length.sum())])
         self._run, self._key, self._value, self._step, self._stamp = run, key, value, step, stamp
         self._remap, self._width, self._order = remap, width, order
         self.counts = np.bincount(owner, weights=lengths, minlength=n_runs).astype(np.int64)
@@ -2111,11 +2116,21 @@ def _stable_order(group: Any) -> tuple[Any, Any]:
         return np.argsort(group, kind="stable"), blocks
     by = np.argsort(group[blocks], kind="stable")
     first, length = blocks[by], np.diff(blocks, append=n)[by]
-    # Consecutive rows within a block; at each block's start, a jump to its first row.
-    order = np.ones(n, np.int32 if n < 2**31 else np.int64)
-    order[0] = first[0]
-    order[np.cumsum(length[:-1])] = first[1:] - first[:-1] - length[:-1] + 1
-    return np.cumsum(order, out=order), blocks
+    return _block_order(first, length, np.empty(n, np.int32 if n < 2**31 else np.int64)), blocks
+
+
+def _block_order(first: Any, length: Any, out: Any) -> Any:
+    """Into ``out`` (as many rows as the blocks hold): the row positions of the blocks
+    starting at ``first`` with ``length`` rows each, block after block — consecutive
+    rows within a block; at each block's start, a jump to its first row."""
+    import numpy as np
+
+    if len(out):
+        out[:] = 1
+        out[0] = first[0]
+        out[np.cumsum(length[:-1])] = first[1:] - first[:-1] - length[:-1] + 1
+        np.cumsum(out, out=out)
+    return out
 
 
 def _series_sorted(group: Any, step: Any, stamp: Any, value: Any) -> bool:
