@@ -14,32 +14,17 @@ object store), and a store with no cost summaries at all use the view.
 
 from __future__ import annotations
 
+import json
+
 import duckdb
-from ledger.analytics.engine import quote_literal
-from ledger.analytics.summaries import _files
+from ledger.analytics.summaries import _files, _read
 
-from ledger.cost_summaries import ENERGY_COLUMNS
+from ledger.cost_summaries import ENERGY_COLUMNS, RESOURCE_FIELDS
 
-_RESOURCE_JSON = (
-    '{"host": "VARCHAR", "cpu_cores": "DOUBLE", "gpu_count": "DOUBLE", '
-    '"gpu_model": "VARCHAR", "instance_type": "VARCHAR", "instance_source": "VARCHAR", '
-    '"region": "VARCHAR"}'
-)
-_RESOURCE_FIELDS = (
-    "host",
-    "cpu_cores",
-    "gpu_count",
-    "gpu_model",
-    "instance_type",
-    "instance_source",
-    "region",
-)
-_TYPES = {"cpu_cores": "DOUBLE", "gpu_count": "DOUBLE"}
-
-
-def _read(paths: list[str]) -> str:
-    listed = ", ".join(quote_literal(path) for path in sorted(paths))
-    return f"read_parquet([{listed}], union_by_name = true)"
+# The resources fields the writer's summaries parse, with their DuckDB types.
+_TYPES = {name: {"num": "DOUBLE", "str": "VARCHAR"}[kind] for name, kind in RESOURCE_FIELDS}
+_RESOURCE_FIELDS = tuple(_TYPES)
+_RESOURCE_JSON = json.dumps(_TYPES)
 
 
 def _resources(fields: dict[str, str], raw: str) -> str:
@@ -63,7 +48,7 @@ def _summary_rows(paths: list[str]) -> str:
 def _event_rows(paths: list[str]) -> str:
     """Raw cost events as partial folds of one event each (no aggregation)."""
     res, energy, bill = "kind = 'resources'", "kind = 'energy'", "kind = 'bill'"
-    fields = {name: f"CAST(NULL AS {_TYPES.get(name, 'VARCHAR')})" for name in _RESOURCE_FIELDS}
+    fields = {name: f"CAST(NULL AS {_TYPES[name]})" for name in _RESOURCE_FIELDS}
     columns = []
     for name in ENERGY_COLUMNS:
         columns.append(f"CASE WHEN {energy} THEN {name} END AS e_{name}")
@@ -116,8 +101,6 @@ _PARSED = f"""CASE WHEN r.raw IS NOT NULL THEN from_json(r.raw, '{_RESOURCE_JSON
          ELSE struct_pack({", ".join(f"{name} := r.{name}" for name in _RESOURCE_FIELDS)}) END"""
 _COVERED = """CASE WHEN e.raw IS NOT NULL
          THEN from_json(e.raw, '{"covered_s": "DOUBLE"}').covered_s ELSE e.covered_s END"""
-_BILL_SOURCE = """CASE WHEN bill_n > 0
-         THEN array_to_string(list_sort(list_distinct(bill_sources)), ', ') END"""
 
 
 def cost_inputs_sql(con: duckdb.DuckDBPyConnection) -> str | None:
@@ -165,20 +148,9 @@ def cost_inputs_sql(con: duckdb.DuckDBPyConnection) -> str | None:
         FROM merged WHERE writer_min = writer_max AND writers_known
     ),
     single AS (
-        SELECT
-            run_id,
-            CASE WHEN r_ts IS NOT NULL THEN a.cpu_cores END AS cpu_cores,
-            CASE WHEN r_ts IS NOT NULL THEN a.gpu_count END AS gpu_count,
-            a.gpu_model, a.instance_type, a.instance_source, a.region,
-            r_ts IS NOT NULL AS sampled,
-            CASE WHEN has_energy THEN nullif(source, '') END AS energy_source,
-            energy_kwh, cpu_energy_kwh, gpu_energy_kwh, ram_energy_kwh,
-            emissions_kg AS recorded_emissions_kg,
-            measured AS energy_measured,
-            bill_usd,
-            {_BILL_SOURCE} AS bill_source,
-            {_COVERED} AS energy_covered_s
-        FROM (SELECT *, {_PARSED} AS a FROM per_run)
+        SELECT * REPLACE (CASE WHEN bill_n > 0 THEN bill_sources END AS bill_sources),
+            {_PARSED} AS a, {_COVERED} AS covered_s
+        FROM per_run
     ),
     writers AS (
         {_fold("run_id, writer_id", writers=False)}
@@ -188,64 +160,8 @@ def cost_inputs_sql(con: duckdb.DuckDBPyConnection) -> str | None:
         GROUP BY run_id, writer_id
     ),
     parsed AS (
-        SELECT *, {_PARSED} AS a, {_COVERED} AS covered_s,
-            CASE WHEN bill_n > 0 THEN bill_sources END AS bill_list
+        SELECT * REPLACE (CASE WHEN bill_n > 0 THEN bill_sources END AS bill_sources),
+            {_PARSED} AS a, {_COVERED} AS covered_s
         FROM writers
-    ),
-    hosts AS (
-        -- as in queries/cost_inputs.sql
-        SELECT
-            run_id,
-            count(r_ts) > 0 AS has_resources,
-            arg_max_null(a.cpu_cores, r_ts) AS cpu_cores,
-            arg_max_null(a.gpu_count, r_ts) AS gpu_count,
-            arg_max_null(a.gpu_model, r_ts) AS gpu_model,
-            arg_max_null(a.instance_type, r_ts) AS instance_type,
-            arg_max_null(a.instance_source, r_ts) AS instance_source,
-            arg_max_null(a.region, r_ts) AS region,
-            bool_or(has_energy) AS has_energy,
-            arg_max_null(source, e_rank) AS source,
-            arg_max_null(energy_kwh, e_rank) AS energy_kwh,
-            arg_max_null(cpu_energy_kwh, e_rank) AS cpu_energy_kwh,
-            arg_max_null(gpu_energy_kwh, e_rank) AS gpu_energy_kwh,
-            arg_max_null(ram_energy_kwh, e_rank) AS ram_energy_kwh,
-            arg_max_null(emissions_kg, e_rank) AS emissions_kg,
-            arg_max_null(measured, e_rank) AS measured,
-            arg_max_null(covered_s, e_rank) AS covered_s,
-            sum(bill_usd) AS bill_usd,
-            flatten(list(bill_list)) AS bill_sources
-        FROM (
-            SELECT *, CASE WHEN has_energy THEN coalesce(energy_kwh, -1.0) END AS e_rank
-            FROM parsed
-        )
-        GROUP BY run_id, coalesce(a.host, 'writer:' || writer_id)
-    ),
-    multi AS (
-        SELECT
-            run_id,
-            CASE WHEN bool_or(has_resources) THEN sum(cpu_cores) FILTER (WHERE has_resources) END
-                AS cpu_cores,
-            CASE WHEN count(*) FILTER (WHERE has_resources)
-                      = count(gpu_count) FILTER (WHERE has_resources)
-                 THEN sum(gpu_count) FILTER (WHERE has_resources) END AS gpu_count,
-            max(gpu_model) AS gpu_model,
-            max(instance_type) AS instance_type,
-            max(instance_source) AS instance_source,
-            max(region) AS region,
-            bool_or(has_resources) AS sampled,
-            nullif(array_to_string(list_sort(list_distinct(
-                list(source) FILTER (WHERE has_energy))), '+'), '') AS energy_source,
-            sum(energy_kwh) FILTER (WHERE has_energy) AS energy_kwh,
-            sum(cpu_energy_kwh) FILTER (WHERE has_energy) AS cpu_energy_kwh,
-            sum(gpu_energy_kwh) FILTER (WHERE has_energy) AS gpu_energy_kwh,
-            sum(ram_energy_kwh) FILTER (WHERE has_energy) AS ram_energy_kwh,
-            sum(emissions_kg) FILTER (WHERE has_energy) AS recorded_emissions_kg,
-            bool_and(measured) FILTER (WHERE has_energy) AS energy_measured,
-            max(covered_s) FILTER (WHERE has_energy) AS energy_covered_s,
-            sum(bill_usd) AS bill_usd,
-            array_to_string(list_sort(list_distinct(flatten(list(bill_sources)))), ', ')
-                AS bill_source
-        FROM hosts
-        GROUP BY run_id
     )
-    SELECT * FROM single UNION ALL BY NAME SELECT * FROM multi)"""
+    SELECT * FROM cost_inputs_over('single', 'parsed'))"""

@@ -149,8 +149,9 @@ def summarize_costs(table: pa.Table) -> pa.Table:
         return values.to_pylist()
 
     kinds, run_ids, writers, stamps = (column(n) for n in ("kind", "run_id", "writer_id", "ts"))
-    attrs, sources, costs = column("attrs"), column("source"), column("cost_usd")
-    energy = {name: column(name) for name in ENERGY_COLUMNS}
+    attrs, costs = column("attrs"), column("cost_usd")
+    energy = {name: column(name) for name in ENERGY_COLUMNS}  # "source" among them
+    sources = energy["source"]
     groups: dict[tuple[Any, Any], dict[str, Any]] = {}
     for i, kind in enumerate(kinds):
         if kind not in FOLDED_KINDS or run_ids[i] is None:
@@ -185,8 +186,7 @@ def summarize_costs(table: pa.Table) -> pa.Table:
             group["e_n"] += 1
             if ts_known:
                 for name in ENERGY_COLUMNS:
-                    value = sources[i] if name == "source" else energy[name][i]
-                    group[f"e_{name}"] = _latest(group[f"e_{name}"], ts, value)
+                    group[f"e_{name}"] = _latest(group[f"e_{name}"], ts, energy[name][i])
                 group["e_attrs"] = _latest(group["e_attrs"], ts, attrs[i])
         else:
             group["bill_n"] += 1

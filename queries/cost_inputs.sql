@@ -46,28 +46,12 @@ WITH per_run AS (
     GROUP BY run_id
 ),
 single AS (
-    -- A run of one process: what the per-writer, per-host and per-run folds below give
-    -- for it, read straight off its one row (one machine, so nothing adds up).
-    SELECT
-        run_id,
-        CASE WHEN r_ts IS NOT NULL THEN a.cpu_cores END AS cpu_cores,
-        CASE WHEN r_ts IS NOT NULL THEN a.gpu_count END AS gpu_count,
-        a.gpu_model, a.instance_type, a.instance_source, a.region,
-        r_ts IS NOT NULL AS sampled,
-        CASE WHEN has_energy THEN nullif(source, '') END AS energy_source,
-        energy_kwh, cpu_energy_kwh, gpu_energy_kwh, ram_energy_kwh,
-        emissions_kg AS recorded_emissions_kg,
-        measured AS energy_measured,
-        bill_usd,
-        array_to_string(list_sort(list_distinct(bill_sources)), ', ') AS bill_source,
-        from_json(e_attrs, '{"covered_s": "DOUBLE"}').covered_s AS energy_covered_s
-    FROM (
-        SELECT *,
-            from_json(r_attrs, '{"host": "VARCHAR", "cpu_cores": "DOUBLE", "gpu_count": "DOUBLE",
-                                 "gpu_model": "VARCHAR", "instance_type": "VARCHAR",
-                                 "instance_source": "VARCHAR", "region": "VARCHAR"}') AS a
-        FROM per_run WHERE writer_min = writer_max AND writers_known
-    )
+    SELECT *,
+        from_json(r_attrs, '{"host": "VARCHAR", "cpu_cores": "DOUBLE", "gpu_count": "DOUBLE",
+                             "gpu_model": "VARCHAR", "instance_type": "VARCHAR",
+                             "instance_source": "VARCHAR", "region": "VARCHAR"}') AS a,
+        from_json(e_attrs, '{"covered_s": "DOUBLE"}').covered_s AS covered_s
+    FROM per_run WHERE writer_min = writer_max AND writers_known
 ),
 writers AS (
     -- Runs of several processes only: per run and writer (a process), its latest
@@ -101,74 +85,7 @@ parsed AS (
         from_json(r_attrs, '{"host": "VARCHAR", "cpu_cores": "DOUBLE", "gpu_count": "DOUBLE",
                              "gpu_model": "VARCHAR", "instance_type": "VARCHAR",
                              "instance_source": "VARCHAR", "region": "VARCHAR"}') AS a,
-        from_json(e_attrs, '{"host": "VARCHAR", "covered_s": "DOUBLE"}') AS j
+        from_json(e_attrs, '{"covered_s": "DOUBLE"}').covered_s AS covered_s
     FROM writers
-),
-hosts AS (
-    -- Per machine: the hardware of its latest resources event, and the energy of the
-    -- process that metered the most on it.
-    SELECT
-        run_id,
-        count(r_ts) > 0 AS has_resources,
-        arg_max_null(a.cpu_cores, r_ts) AS cpu_cores,
-        arg_max_null(a.gpu_count, r_ts) AS gpu_count,
-        arg_max_null(a.gpu_model, r_ts) AS gpu_model,
-        arg_max_null(a.instance_type, r_ts) AS instance_type,
-        arg_max_null(a.instance_source, r_ts) AS instance_source,
-        arg_max_null(a.region, r_ts) AS region,
-        bool_or(has_energy) AS has_energy,
-        arg_max_null(source, e_rank) AS source,
-        arg_max_null(energy_kwh, e_rank) AS energy_kwh,
-        arg_max_null(cpu_energy_kwh, e_rank) AS cpu_energy_kwh,
-        arg_max_null(gpu_energy_kwh, e_rank) AS gpu_energy_kwh,
-        arg_max_null(ram_energy_kwh, e_rank) AS ram_energy_kwh,
-        arg_max_null(emissions_kg, e_rank) AS emissions_kg,
-        arg_max_null(measured, e_rank) AS measured,
-        arg_max_null(j.covered_s, e_rank) AS covered_s,
-        sum(bill_usd) AS bill_usd,
-        flatten(list(bill_sources)) AS bill_sources
-    FROM (
-        SELECT
-            *,
-            -- a number, not a (kwh, writer) struct: struct keys made this step 3x slower
-            CASE WHEN has_energy THEN coalesce(energy_kwh, -1.0) END AS e_rank
-        FROM parsed
-    )
-    -- The host of a process is the one its resources event names (every sampling
-    -- process writes one per run); a process without one counts as a machine of its own.
-    -- Not the energy document's host: then a report that does not show energy coverage
-    -- never has to keep and parse the energy documents at all.
-    GROUP BY run_id, coalesce(a.host, 'writer:' || writer_id)
-),
-multi AS (
-    -- Runs of several processes: per run, adding up their machines.
-    SELECT
-        run_id,
-        -- hardware adds up across machines
-        CASE WHEN bool_or(has_resources) THEN sum(cpu_cores) FILTER (WHERE has_resources) END
-            AS cpu_cores,
-        CASE WHEN count(*) FILTER (WHERE has_resources) = count(gpu_count) FILTER (WHERE has_resources)
-             THEN sum(gpu_count) FILTER (WHERE has_resources) END AS gpu_count,
-        max(gpu_model) AS gpu_model,
-        max(instance_type) AS instance_type,
-        max(instance_source) AS instance_source,
-        max(region) AS region,
-        bool_or(has_resources) AS sampled,
-        -- and so does energy, one figure per machine
-        -- list_distinct, not string_agg(DISTINCT): a DISTINCT aggregate costs a second
-        -- hash aggregation and a join over a million runs
-        nullif(array_to_string(list_sort(list_distinct(list(source) FILTER (WHERE has_energy))), '+'), '')
-            AS energy_source,
-        sum(energy_kwh) FILTER (WHERE has_energy) AS energy_kwh,
-        sum(cpu_energy_kwh) FILTER (WHERE has_energy) AS cpu_energy_kwh,
-        sum(gpu_energy_kwh) FILTER (WHERE has_energy) AS gpu_energy_kwh,
-        sum(ram_energy_kwh) FILTER (WHERE has_energy) AS ram_energy_kwh,
-        sum(emissions_kg) FILTER (WHERE has_energy) AS recorded_emissions_kg,
-        bool_and(measured) FILTER (WHERE has_energy) AS energy_measured,
-        max(covered_s) FILTER (WHERE has_energy) AS energy_covered_s,
-        sum(bill_usd) AS bill_usd,
-        array_to_string(list_sort(list_distinct(flatten(list(bill_sources)))), ', ') AS bill_source
-    FROM hosts
-    GROUP BY run_id
 )
-SELECT * FROM single UNION ALL BY NAME SELECT * FROM multi;
+SELECT * FROM cost_inputs_over('single', 'parsed');
